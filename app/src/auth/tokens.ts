@@ -1,0 +1,74 @@
+import { randomUUID } from 'node:crypto';
+import { SignJWT, decodeProtectedHeader, errors, jwtVerify } from 'jose';
+import { resolveVerifier, type RingHolder } from '../keyring/holder.js';
+import type { RingSnapshot } from '../keyring/snapshot.js';
+import { ALGORITHMS } from '../keyring/types.js';
+import { KeyfleetError, unauthorized, unavailable } from '../lib/errors.js';
+import { AUDIENCE, ISSUER, MAX_TOKEN_BYTES } from './claims.js';
+
+export interface MintOptions {
+  user: string;
+  ttlMs: number;
+  now: number;
+}
+
+/** A JWT access token signed with the ring's active `sign` key (ES256, kid in the header). */
+export async function mintAccessToken(ring: RingSnapshot, { user, ttlMs, now }: MintOptions) {
+  const key = ring.active('sign');
+  if (!key) throw unavailable('ERR_NO_ACTIVE_KEY', 'no active signing key');
+  const iat = Math.floor(now / 1000);
+  const expiresIn = Math.floor(ttlMs / 1000);
+  const token = await new SignJWT({})
+    .setProtectedHeader({ alg: ALGORITHMS.sign, kid: key.meta.kid, typ: 'JWT' })
+    .setSubject(user)
+    .setIssuer(ISSUER)
+    .setAudience(AUDIENCE)
+    .setIssuedAt(iat)
+    .setExpirationTime(iat + expiresIn)
+    .setJti(randomUUID())
+    .sign(key.secret as CryptoKey);
+  return { token, expiresIn, kid: key.meta.kid };
+}
+
+export interface VerifyOptions {
+  now: number;
+  clockSkewMs: number;
+}
+
+/** Checks a bearer token against the ring; every failure is a 401 with a stable code. */
+export async function verifyAccessToken(holder: RingHolder, token: string, { now, clockSkewMs }: VerifyOptions): Promise<string> {
+  if (token.length > MAX_TOKEN_BYTES) throw unauthorized('ERR_TOKEN_TOO_LARGE', 'token too large');
+  let kid: string | undefined;
+  try {
+    const header = decodeProtectedHeader(token);
+    if (header.alg !== ALGORITHMS.sign) throw unauthorized('ERR_TOKEN_ALG', 'token algorithm not allowed');
+    kid = header.kid;
+  } catch (error) {
+    if (error instanceof KeyfleetError) throw error;
+    throw unauthorized('ERR_TOKEN_MALFORMED', 'malformed token');
+  }
+  const key = await resolveVerifier(holder, 'sign', kid);
+  if (!key?.verifyKey) throw unauthorized('ERR_TOKEN_KEY', 'token key unknown or revoked');
+  try {
+    const { payload } = await jwtVerify(token, key.verifyKey, {
+      algorithms: [ALGORITHMS.sign],
+      issuer: ISSUER,
+      audience: AUDIENCE,
+      clockTolerance: Math.floor(clockSkewMs / 1000),
+      currentDate: new Date(now),
+      requiredClaims: ['sub', 'exp', 'iat'],
+      typ: 'JWT',
+    });
+    return payload.sub as string;
+  } catch (error) {
+    throw joseToHttp(error, 'TOKEN');
+  }
+}
+
+/** jose's errors carry codes; clients get a short message and a stable code of ours. */
+export function joseToHttp(error: unknown, what: 'TOKEN' | 'COOKIE'): KeyfleetError {
+  if (error instanceof KeyfleetError) return error;
+  if (error instanceof errors.JWTExpired) return unauthorized(`ERR_${what}_EXPIRED`, `${what.toLowerCase()} expired`);
+  if (error instanceof errors.JWTClaimValidationFailed) return unauthorized(`ERR_${what}_CLAIMS`, `${what.toLowerCase()} claims invalid`);
+  return unauthorized(`ERR_${what}_INVALID`, `${what.toLowerCase()} invalid`);
+}

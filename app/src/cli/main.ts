@@ -1,0 +1,230 @@
+#!/usr/bin/env node
+import { readFileSync, writeFileSync } from 'node:fs';
+import { hostname } from 'node:os';
+import { Command as Program, Option } from 'commander';
+import type { Redis } from 'ioredis';
+import { hashPassword } from '../auth/password.js';
+import { readReplies, sendCommand, type Reply } from '../cluster/commands.js';
+import { liveNodes } from '../cluster/heartbeat.js';
+import { leaseHolder } from '../cluster/lease.js';
+import { RingSnapshot } from '../keyring/snapshot.js';
+import { parseRing, RingStore } from '../keyring/store.js';
+import type { RingDocument } from '../keyring/types.js';
+import { masterKeyId, unwrapMaterial, wrapMaterial } from '../keyring/wrap.js';
+import { parseDuration } from '../lib/duration.js';
+import { KeyfleetError } from '../lib/errors.js';
+import { connectRedis } from '../lib/redis.js';
+
+// The operator's tool. Changes that create keys are carried out by the primary (only it
+// generates keys); this process sends the command and follows its progress.
+
+interface Globals {
+  json?: boolean;
+}
+
+const actor = `cli@${hostname()}`;
+const program = new Program('keyfleet')
+  .description('operate a keyfleet key ring (REDIS_URL and, for rewrap, KEYRING_MASTER_KEY[_FILE] from the environment)')
+  .option('--json', 'machine-readable output')
+  .showHelpAfterError();
+
+const globals = () => program.opts<Globals>();
+
+function fail(code: string, message: string): never {
+  throw new KeyfleetError(code, message, 1);
+}
+
+function redisFromEnv(): Redis {
+  const url = process.env.REDIS_URL;
+  if (!url) fail('ERR_CONFIG', 'REDIS_URL is not set (redis://user:pass@host:6379/0)');
+  return connectRedis(url, 'cli', { commandTimeout: undefined, maxRetriesPerRequest: 2, retryStrategy: (attempt) => (attempt > 3 ? null : 200) });
+}
+
+function readMasterKey(variable: string, fileVariable: string): Buffer {
+  const text = process.env[fileVariable] ? readFileSync(process.env[fileVariable]!, 'utf8') : process.env[variable];
+  if (!text) fail('ERR_CONFIG', `${variable} or ${fileVariable} is required`);
+  const key = Buffer.from(text.trim(), 'base64');
+  if (key.length !== 32) fail('ERR_CONFIG', `${process.env[fileVariable] ? fileVariable : variable}: must be 32 bytes, base64-encoded`);
+  return key;
+}
+
+async function withRedis<T>(action: (redis: Redis) => Promise<T>): Promise<T> {
+  const redis = redisFromEnv();
+  try {
+    return await action(redis);
+  } finally {
+    redis.disconnect();
+  }
+}
+
+const print = (human: string, data: unknown) => {
+  process.stdout.write(globals().json ? `${JSON.stringify(data)}\n` : `${human}\n`);
+};
+
+const ago = (ms: number) => (ms < 1000 ? `${ms}ms` : `${(ms / 1000).toFixed(1)}s`);
+const iso = (ms?: number) => (ms === undefined ? '-' : new Date(ms).toISOString().replace(/\.\d+Z$/, 'Z'));
+
+program
+  .command('status')
+  .description('ring version, keys per purpose, live nodes and the lease holder')
+  .action(() =>
+    withRedis(async (redis) => {
+      const store = new RingStore(redis);
+      const [doc, nodes, holder] = await Promise.all([store.read(), liveNodes(redis), leaseHolder(redis)]);
+      const now = Date.now();
+      const keys = (doc?.keys ?? []).map(({ material: _material, publicJwk: _jwk, ...meta }) => meta);
+      const data = { version: doc?.version ?? 0, masterKeyId: doc?.masterKeyId ?? null, primary: holder ?? null, keys, nodes };
+      const lines = [
+        `ring version ${data.version}${doc ? '' : ' (empty: no primary has created it yet)'}`,
+        `primary      ${holder ?? '(none: no node holds the lease)'}`,
+        '',
+        'KEYS',
+        ...keys.map((k) => `  ${k.purpose.padEnd(8)} ${k.state.padEnd(8)} ${k.kid.padEnd(40)} created ${iso(k.createdAt)} active ${iso(k.activatedAt)} retired ${iso(k.retiredAt ?? k.revokedAt)} delete after ${iso(k.deleteAfter)}`),
+        '',
+        'NODES',
+        ...nodes.map((n) => `  ${n.id.padEnd(24)} ${n.primary ? 'primary  ' : 'secondary'} role=${n.role.padEnd(9)} ring v${n.ringVersion}${n.ringVersion === data.version ? '' : ' (behind)'}  heartbeat ${ago(now - n.at)} ago${n.draining ? '  draining' : ''}`),
+      ];
+      print(lines.join('\n'), data);
+    }),
+  );
+
+/** Sends a command to the primary and follows it to its end; returns the result data. */
+async function command(redis: Redis, body: Parameters<typeof sendCommand>[1], timeoutMs: number, onProgress: (data: any) => void) {
+  if (!(await leaseHolder(redis))) fail('ERR_NO_PRIMARY', 'no node holds the primary lease: is any node with NODE_ROLE auto or primary running?');
+  const id = await sendCommand(redis, body);
+  let last: Reply | undefined;
+  for await (const message of readReplies(redis, id, timeoutMs)) {
+    last = message;
+    if (message.type === 'progress') onProgress(message.data);
+  }
+  if (!last) fail('ERR_NO_REPLY', `the primary did not answer within ${timeoutMs} ms`);
+  if (last.type === 'error') fail(last.code, last.message);
+  return last.type === 'result' ? last.data : undefined;
+}
+
+program
+  .command('rotate')
+  .description('stage a new key, wait until every live node has it, then activate it')
+  .addOption(new Option('--purpose <purpose>', 'which keys').choices(['sign', 'encrypt', 'cookie', 'all']).default('all'))
+  .option('--timeout <duration>', 'how long to wait for every node to confirm', '30s')
+  .action((options: { purpose: string; timeout: string }) =>
+    withRedis(async (redis) => {
+      const timeoutMs = parseDuration(options.timeout) ?? fail('ERR_USAGE', `--timeout: "${options.timeout}" is not a duration`);
+      const json = globals().json;
+      const outcomes = (await command(redis, { action: 'rotate', purposes: [options.purpose], actor, confirmTimeoutMs: timeoutMs }, timeoutMs + 15_000, (p) => {
+        if (json) return process.stdout.write(`${JSON.stringify({ progress: p })}\n`);
+        if (p.phase === 'staged') console.log(`${p.purpose}: staged ${p.kid} (ring v${p.version})`);
+        if (p.phase === 'confirming') console.log(`${p.purpose}: ${p.confirmed.length}/${p.confirmed.length + p.pending.length} nodes confirmed${p.pending.length ? ` (waiting for ${p.pending.join(', ')})` : ''}`);
+        if (p.phase === 'active') console.log(`${p.purpose}: ${p.kid} active (ring v${p.version})`);
+      })) as { ok: boolean; purpose: string; kid: string; pending: string[]; nodes: number; confirmedMs: number; totalMs: number }[];
+      const blocked = outcomes.filter((o) => !o.ok);
+      print(
+        outcomes
+          .map((o) => (o.ok ? `${o.purpose}: rotated to ${o.kid} in ${o.totalMs} ms (${o.nodes} nodes confirmed in ${o.confirmedMs} ms)` : `${o.purpose}: BLOCKED, ${o.kid} stays staged; never confirmed: ${o.pending.join(', ')}`))
+          .join('\n'),
+        { result: outcomes },
+      );
+      if (blocked.length > 0) process.exitCode = 3;
+    }),
+  );
+
+program
+  .command('revoke')
+  .description('revoke a key now: every node stops accepting it (an active key is replaced at once)')
+  .argument('<kid>', 'key id, as shown by status')
+  .action((kid: string) =>
+    withRedis(async (redis) => {
+      const data = (await command(redis, { action: 'revoke', kid, actor }, 45_000, () => undefined)) as { version: number; nodes: number; pending: string[]; ms: number };
+      print(
+        data.pending.length === 0
+          ? `revoked ${kid}: ring v${data.version} loaded by all ${data.nodes} nodes in ${data.ms} ms`
+          : `revoked ${kid} (ring v${data.version}), but not yet confirmed by: ${data.pending.join(', ')}`,
+        { kid, ...data },
+      );
+      if (data.pending.length > 0) process.exitCode = 3;
+    }),
+  );
+
+program
+  .command('backup')
+  .description('export the ring as JSON, key material still encrypted under the master key')
+  .option('-o, --out <file>', 'write to a file instead of standard output')
+  .action((options: { out?: string }) =>
+    withRedis(async (redis) => {
+      const doc = await new RingStore(redis).read();
+      if (!doc) fail('ERR_RING_EMPTY', 'there is no key ring in Redis to back up');
+      const text = `${JSON.stringify(doc, null, 2)}\n`;
+      if (options.out) {
+        writeFileSync(options.out, text, { mode: 0o600 });
+        console.error(`backed up ring v${doc.version} (${doc.keys.length} keys) to ${options.out}`);
+      } else process.stdout.write(text);
+    }),
+  );
+
+program
+  .command('restore')
+  .description('import a ring exported by backup; nodes load it at once')
+  .argument('<file>', 'a backup file, or - for standard input')
+  .action((file: string) =>
+    withRedis(async (redis) => {
+      const doc = parseRing(readFileSync(file === '-' ? 0 : file, 'utf8'));
+      const store = new RingStore(redis);
+      const nodes = await liveNodes(redis);
+      const current = await store.readVersion();
+      // Above every version a node holds, so every node takes it as new.
+      const version = Math.max(current, doc.version, ...nodes.map((n) => n.ringVersion)) + 1;
+      const result = await store.commit(current, { ...doc, version }, undefined, { actor, action: 'restore', detail: `backup of v${doc.version}` }, Date.now());
+      if (!result.ok) fail('ERR_RING_CONFLICT', 'the ring changed while restoring; run restore again');
+      print(`restored ${doc.keys.length} keys as ring v${version}`, { version, keys: doc.keys.length });
+    }),
+  );
+
+program
+  .command('rewrap')
+  .description('re-encrypt all key material under a new master key (KEYRING_NEW_MASTER_KEY[_FILE])')
+  .action(() =>
+    withRedis(async (redis) => {
+      const oldKey = readMasterKey('KEYRING_MASTER_KEY', 'KEYRING_MASTER_KEY_FILE');
+      const newKey = readMasterKey('KEYRING_NEW_MASTER_KEY', 'KEYRING_NEW_MASTER_KEY_FILE');
+      const store = new RingStore(redis);
+      const doc = await store.read();
+      if (!doc) fail('ERR_RING_EMPTY', 'there is no key ring in Redis');
+      await RingSnapshot.open(doc, oldKey); // proves the old key is right before anything changes
+      const keys = doc.keys.map((key) => ({ ...key, material: wrapMaterial(newKey, key.kid, key.purpose, unwrapMaterial(oldKey, key.kid, key.purpose, key.material)) }));
+      const next: RingDocument = { ...doc, keys, masterKeyId: masterKeyId(newKey), version: doc.version + 1, updatedAt: Date.now() };
+      const result = await store.commit(doc.version, next, undefined, { actor, action: 'rewrap', detail: `${doc.masterKeyId} -> ${next.masterKeyId}` }, Date.now());
+      if (!result.ok) fail('ERR_RING_CONFLICT', 'the ring changed while rewrapping; run rewrap again');
+      print(`rewrapped ${keys.length} keys under master key ${next.masterKeyId} (ring v${next.version}); now restart every node with the new key`, { version: next.version, masterKeyId: next.masterKeyId });
+    }),
+  );
+
+program
+  .command('audit')
+  .description('the most recent ring changes')
+  .option('-n <count>', 'how many', '20')
+  .action((options: { n: string }) =>
+    withRedis(async (redis) => {
+      const events = await new RingStore(redis).auditTail(Number(options.n) || 20);
+      print(events.map((e) => `${iso(e.at)} v${e.version} ${e.actor} ${e.action} ${e.purpose ?? ''} ${e.kid ?? ''} ${e.detail ?? ''}`.trimEnd()).join('\n'), events);
+    }),
+  );
+
+program
+  .command('hash-password')
+  .description('print an scrypt hash for the USERS variable (reads the password from standard input)')
+  .action(async () => {
+    const password = readFileSync(0, 'utf8').replace(/\r?\n$/, '');
+    if (!password) fail('ERR_USAGE', 'give the password on standard input');
+    const hash = await hashPassword(password);
+    print(hash, { hash });
+  });
+
+program.parseAsync().catch((error: unknown) => {
+  const known = error instanceof KeyfleetError;
+  const code = known ? error.code : 'ERR_CLI';
+  const message = error instanceof Error ? error.message : String(error);
+  if (globals().json) process.stdout.write(`${JSON.stringify({ error: message, code })}\n`);
+  else console.error(`keyfleet: ${message}${known ? ` (${code})` : ''}`);
+  process.exitCode = 1;
+});
+

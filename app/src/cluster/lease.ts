@@ -1,0 +1,74 @@
+import { randomBytes } from 'node:crypto';
+import type { Redis } from 'ioredis';
+import type { Clock } from '../lib/clock.js';
+import { redisKeys } from '../lib/redisKeys.js';
+
+// Renew and release only while the lease still carries our token: a node that paused past
+// the TTL must never extend or delete the lease another node has since taken.
+const RENEW = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) else return 0 end`;
+const RELEASE = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end`;
+
+/**
+ * The primary lease: one key, set with NX and a TTL. Its token fences every ring write
+ * (see RingStore.commit), so a node that lost the lease cannot change the ring.
+ */
+export class Lease {
+  private token: string | undefined;
+  private validUntil = 0;
+
+  constructor(
+    private readonly redis: Redis,
+    private readonly nodeId: string,
+    private readonly ttlMs: number,
+    private readonly clock: Clock,
+  ) {}
+
+  /** The token while this node believes it holds the lease; undefined once it may have expired. */
+  get fence(): string | undefined {
+    return this.token !== undefined && this.clock.now() < this.validUntil ? this.token : undefined;
+  }
+
+  get held(): boolean {
+    return this.fence !== undefined;
+  }
+
+  /** Takes the lease if free, renews it if ours. Returns whether this node holds it now. */
+  async acquireOrRenew(): Promise<boolean> {
+    const started = this.clock.now();
+    if (this.token !== undefined) {
+      const renewed = await this.redis.eval(RENEW, 1, redisKeys.lease, this.token, String(this.ttlMs));
+      if (renewed === 1) {
+        this.validUntil = started + this.ttlMs;
+        return true;
+      }
+      this.token = undefined;
+    }
+    const token = `${this.nodeId}/${randomBytes(8).toString('hex')}`;
+    const set = await this.redis.set(redisKeys.lease, token, 'PX', this.ttlMs, 'NX');
+    if (set !== 'OK') return false;
+    this.token = token;
+    // Measured from before the request: our view of the lease ends no later than Redis's.
+    this.validUntil = started + this.ttlMs;
+    return true;
+  }
+
+  /** Gives the lease up at once (clean shutdown), so another node need not wait out the TTL. */
+  async release(): Promise<void> {
+    const token = this.token;
+    this.token = undefined;
+    this.validUntil = 0;
+    if (token !== undefined) await this.redis.eval(RELEASE, 1, redisKeys.lease, token);
+  }
+
+  /** Forgets the lease locally without touching Redis (it expires on its own). */
+  drop(): void {
+    this.token = undefined;
+    this.validUntil = 0;
+  }
+}
+
+/** The node id of the lease holder, if any. */
+export async function leaseHolder(redis: Redis): Promise<string | undefined> {
+  const token = await redis.get(redisKeys.lease);
+  return token === null ? undefined : token.slice(0, token.lastIndexOf('/'));
+}

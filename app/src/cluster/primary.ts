@@ -1,0 +1,219 @@
+import type { Redis } from 'ioredis';
+import type { NodeRole } from '../config/index.js';
+import { generateKey } from '../keyring/generate.js';
+import type { RingHolder } from '../keyring/holder.js';
+import {
+  activate,
+  activeKey,
+  collectGarbage,
+  findKey,
+  purposesDueForRotation,
+  purposesWithoutActiveKey,
+  revoke,
+  stage,
+} from '../keyring/lifecycle.js';
+import { rotate, waitForNodes, type RotationOutcome } from '../keyring/rotation.js';
+import type { RingStore } from '../keyring/store.js';
+import { PURPOSES, isPurpose, type Purpose, type RingDocument } from '../keyring/types.js';
+import type { RingWriter } from '../keyring/writer.js';
+import type { Clock } from '../lib/clock.js';
+import { KeyfleetError } from '../lib/errors.js';
+import type { Logger } from '../lib/log.js';
+import { redisKeys } from '../lib/redisKeys.js';
+import { reply, type Command } from './commands.js';
+import type { Lease } from './lease.js';
+
+export interface PrimaryDutyOptions {
+  role: NodeRole;
+  redis: Redis;
+  /** A connection of its own for the blocking pop of operator commands. */
+  commandRedis: Redis;
+  store: RingStore;
+  holder: RingHolder;
+  lease: Lease;
+  writer: RingWriter;
+  clock: Clock;
+  log: Logger;
+  masterKey: Buffer;
+  rotationIntervalMs: number;
+  confirmTimeoutMs: number;
+}
+
+/**
+ * What the lease holder does, and only it: create the ring, restore it if Redis lost it,
+ * replace revoked active keys, rotate on schedule, delete expired keys, and carry out
+ * operators' commands.
+ */
+export class PrimaryDuty {
+  private readonly rotating = new Set<Purpose>();
+  private ticking = false;
+  private listening = false;
+  private stopped = false;
+  private wasPrimary = false;
+
+  constructor(private readonly options: PrimaryDutyOptions) {}
+
+  get isPrimary(): boolean {
+    return this.options.lease.held;
+  }
+
+  /** One election round and, if this node is primary, one round of ring keeping. */
+  async tick(): Promise<void> {
+    const { role, lease, log } = this.options;
+    if (role === 'secondary' || this.ticking || this.stopped) return;
+    this.ticking = true;
+    try {
+      const held = await lease.acquireOrRenew().catch((error: unknown) => {
+        log.warn({ err: error }, 'lease renewal failed');
+        return lease.held;
+      });
+      if (held !== this.wasPrimary) log.info({ primary: held }, held ? 'took the primary lease' : 'no longer primary');
+      this.wasPrimary = held;
+      if (!held) return;
+      this.listenForCommands();
+      await this.keepRing();
+    } catch (error) {
+      log.error({ err: error }, 'primary duty failed; will retry');
+    } finally {
+      this.ticking = false;
+    }
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    await this.options.lease.release().catch(() => undefined);
+  }
+
+  private async keepRing(): Promise<void> {
+    const { store, holder, writer, clock, masterKey, log, rotationIntervalMs } = this.options;
+    const doc = await store.read();
+    if (doc === null) {
+      const held = holder.current;
+      if (held) {
+        // Redis lost the ring (flushed, or a fresh instance): put back what every node holds,
+        // rather than minting keys that would log everyone out.
+        log.warn({ version: held.version }, 'the key ring is missing from Redis; restoring it from memory');
+        await writer.update({ action: 'restore-from-memory', detail: `version ${held.version}` }, () => held.document);
+      } else {
+        await writer.update({ action: 'create' }, (empty, now) => createInitialRing(empty, now, masterKey, writer));
+      }
+      return;
+    }
+    for (const purpose of purposesWithoutActiveKey(doc)) {
+      await writer.update({ action: 'replace', purpose }, (latest, now) => replaceActive(latest, purpose, now, masterKey, writer));
+    }
+    for (const purpose of purposesDueForRotation(doc, clock.now(), rotationIntervalMs)) {
+      void this.rotateInBackground(purpose, 'schedule');
+    }
+    const { deleted } = collectGarbage(doc, clock.now());
+    if (deleted.length > 0) {
+      await writer.update({ action: 'delete', detail: deleted.join(' ') }, (latest, now) => {
+        const result = collectGarbage(latest, now);
+        return result.deleted.length > 0 ? result.doc : null;
+      });
+    }
+  }
+
+  async rotate(purpose: Purpose, actor: string, onProgress?: Parameters<typeof rotate>[1]['onProgress'], confirmTimeoutMs?: number): Promise<RotationOutcome> {
+    if (this.rotating.has(purpose)) throw new KeyfleetError('ERR_ROTATION_RUNNING', `a ${purpose} rotation is already running`, 409);
+    this.rotating.add(purpose);
+    const { writer, redis, clock, masterKey, log } = this.options;
+    try {
+      const outcome = await rotate(purpose, {
+        writer,
+        redis,
+        clock,
+        masterKey,
+        confirmTimeoutMs: confirmTimeoutMs ?? this.options.confirmTimeoutMs,
+        onProgress,
+        actor,
+      });
+      const level = outcome.ok ? 'info' : 'error';
+      log[level]({ ...outcome }, outcome.ok ? 'rotation done' : `rotation blocked: ${outcome.pending.join(', ')} never confirmed`);
+      return outcome;
+    } finally {
+      this.rotating.delete(purpose);
+    }
+  }
+
+  private async rotateInBackground(purpose: Purpose, actor: string) {
+    if (this.rotating.has(purpose)) return;
+    await this.rotate(purpose, actor).catch((error: unknown) => this.options.log.error({ err: error, purpose }, 'scheduled rotation failed'));
+  }
+
+  async revoke(kid: string, actor: string) {
+    const { writer, masterKey } = this.options;
+    return writer.update({ action: 'revoke', kid, actor }, async (doc, now) => {
+      const key = findKey(doc, kid);
+      if (!key) throw new KeyfleetError('ERR_UNKNOWN_KID', `no key ${kid} in the ring`, 404);
+      if (key.state === 'revoked') return null;
+      const revoked = revoke(doc, kid, now, writer.lifetimes);
+      // A revoked active key is replaced in the same change, so minting never stops.
+      return key.state === 'active' ? replaceActive(revoked, key.purpose, now, masterKey, writer) : revoked;
+    });
+  }
+
+  /** Pops operator commands while primary; one at a time, in order. */
+  private listenForCommands() {
+    if (this.listening) return;
+    this.listening = true;
+    const { commandRedis, lease, log } = this.options;
+    void (async () => {
+      while (!this.stopped && lease.held) {
+        const popped = await commandRedis.blpop(redisKeys.commands, 1).catch(() => null);
+        if (!popped) continue;
+        const command = JSON.parse(popped[1]) as Command;
+        await this.execute(command).catch((error: unknown) => log.error({ err: error, command }, 'command failed'));
+      }
+      this.listening = false;
+    })();
+  }
+
+  private async execute(command: Command): Promise<void> {
+    const { redis, log } = this.options;
+    log.info({ command }, 'operator command');
+    try {
+      if (command.action === 'revoke') {
+        const started = this.options.clock.now();
+        const snapshot = await this.revoke(command.kid, command.actor);
+        // Answer once every live node has loaded the change: then the key is dead everywhere.
+        const { nodes, pending } = await waitForNodes(redis, snapshot.version, {
+          clock: this.options.clock,
+          timeoutMs: this.options.confirmTimeoutMs,
+        });
+        const data = { kid: command.kid, version: snapshot.version, nodes: nodes.length, pending, ms: this.options.clock.now() - started };
+        await reply(redis, command.id, { type: 'result', data });
+        return;
+      }
+      const purposes = command.purposes.includes('all') ? [...PURPOSES] : command.purposes;
+      const bad = purposes.filter((purpose) => !isPurpose(purpose));
+      if (bad.length > 0) throw new KeyfleetError('ERR_BAD_PURPOSE', `unknown purpose ${bad.join(', ')} (sign, encrypt, cookie or all)`, 400);
+      const outcomes = await Promise.all(
+        (purposes as Purpose[]).map((purpose) =>
+          this.rotate(purpose, command.actor, (progress) => void reply(redis, command.id, { type: 'progress', data: progress }), command.confirmTimeoutMs),
+        ),
+      );
+      await reply(redis, command.id, { type: 'result', data: outcomes });
+    } catch (error) {
+      const known = error instanceof KeyfleetError ? error : new KeyfleetError('ERR_INTERNAL', 'command failed');
+      await reply(redis, command.id, { type: 'error', code: known.code, message: known.message });
+    }
+  }
+}
+
+async function createInitialRing(empty: RingDocument, now: number, masterKey: Buffer, writer: RingWriter) {
+  if (empty.keys.length > 0) return null;
+  let doc = empty;
+  // Nothing can have been minted yet, so the first keys are active at once.
+  for (const purpose of PURPOSES) doc = await replaceActive(doc, purpose, now, masterKey, writer);
+  return doc;
+}
+
+async function replaceActive(doc: RingDocument, purpose: Purpose, now: number, masterKey: Buffer, writer: RingWriter) {
+  if (activeKey(doc, purpose)) return doc;
+  const key = await generateKey(purpose, now, masterKey);
+  // If a rotation had staged a key, that one is known to more nodes already: use it.
+  const staged = doc.keys.find((candidate) => candidate.purpose === purpose && candidate.state === 'staged');
+  const withStaged = staged ? doc : stage(doc, key, now);
+  return activate(withStaged, staged?.kid ?? key.kid, now, writer.lifetimes);
+}

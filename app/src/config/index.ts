@@ -1,0 +1,152 @@
+import { readFileSync } from 'node:fs';
+import { hostname } from 'node:os';
+import { z } from 'zod';
+import { ConfigError } from '../lib/errors.js';
+import { parseDuration } from '../lib/duration.js';
+import { parsePasswordHash, type PasswordHash } from '../auth/password.js';
+
+export type NodeRole = 'auto' | 'primary' | 'secondary';
+
+export interface Config {
+  redisUrl: string;
+  masterKey: Buffer;
+  nodeRole: NodeRole;
+  nodeId: string;
+  keyRotationIntervalMs: number;
+  tokenTtlMs: number;
+  sessionTtlMs: number;
+  port: number;
+  users: Map<string, PasswordHash>;
+  leaseTtlMs: number;
+  heartbeatIntervalMs: number;
+  ringReloadIntervalMs: number;
+  rotationConfirmTimeoutMs: number;
+  clockSkewMs: number;
+  shutdownDrainMs: number;
+  trustProxy: string | boolean;
+  logLevel: string;
+}
+
+const duration = (fallback: string) =>
+  z
+    .string()
+    .default(fallback)
+    .transform((text, ctx) => {
+      const value = parseDuration(text);
+      if (value === undefined) {
+        ctx.addIssue({ code: 'custom', message: `"${text}" is not a duration (use e.g. 30s, 15m, 8h, 1d)` });
+        return z.NEVER;
+      }
+      return value;
+    });
+
+const masterKey = z.string().transform((text, ctx) => {
+  const bytes = Buffer.from(text.trim(), 'base64');
+  if (bytes.length !== 32 || bytes.toString('base64') !== text.trim()) {
+    ctx.addIssue({ code: 'custom', message: 'must be exactly 32 bytes, base64-encoded (openssl rand -base64 32)' });
+    return z.NEVER;
+  }
+  return bytes;
+});
+
+const users = z
+  .string()
+  .default('')
+  .transform((text, ctx) => {
+    const result = new Map<string, PasswordHash>();
+    for (const entry of text.split(',').map((part) => part.trim()).filter(Boolean)) {
+      const eq = entry.indexOf('=');
+      const hash = eq > 0 ? parsePasswordHash(entry.slice(eq + 1)) : undefined;
+      if (!hash) {
+        ctx.addIssue({ code: 'custom', message: 'entries must be name=scrypt.N.r.p.salt.hash (npx keyfleet hash-password)' });
+        return z.NEVER;
+      }
+      result.set(entry.slice(0, eq), hash);
+    }
+    return result;
+  });
+
+const schema = z.object({
+  REDIS_URL: z
+    .string({ error: 'is required (redis://user:pass@host:6379/0)' })
+    .refine((url) => /^rediss?:\/\/[^/]+/.test(url), 'must be a redis:// or rediss:// URL'),
+  KEYRING_MASTER_KEY: masterKey,
+  NODE_ROLE: z.enum(['auto', 'primary', 'secondary']).default('auto'),
+  NODE_ID: z
+    .string()
+    .regex(/^[A-Za-z0-9._-]{1,64}$/, 'must be 1-64 letters, digits, dot, dash or underscore')
+    .default(hostname()),
+  KEY_ROTATION_INTERVAL: duration('24h'),
+  TOKEN_TTL: duration('15m'),
+  SESSION_TTL: duration('8h'),
+  PORT: z.coerce.number().int().min(1).max(65535).default(3000),
+  USERS: users,
+  LEASE_TTL: duration('10s'),
+  HEARTBEAT_INTERVAL: duration('1s'),
+  RING_RELOAD_INTERVAL: duration('5s'),
+  ROTATION_CONFIRM_TIMEOUT: duration('30s'),
+  CLOCK_SKEW: duration('30s'),
+  SHUTDOWN_DRAIN: duration('3s'),
+  TRUST_PROXY: z.string().default('loopback, linklocal, uniquelocal'),
+  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+});
+
+type Env = Record<string, string | undefined>;
+
+/**
+ * Reads the node's configuration once, at start-up. Every problem is reported together,
+ * each naming its variable; the caller prints them and exits 1.
+ */
+export function loadConfig(env: Env = process.env): Config {
+  const problems: string[] = [];
+  const input: Env = { ...env };
+  // Empty strings mean "unset", as they do for most twelve-factor apps.
+  for (const [key, value] of Object.entries(input)) if (value === '') delete input[key];
+
+  if (input.KEYRING_MASTER_KEY && input.KEYRING_MASTER_KEY_FILE) {
+    problems.push('KEYRING_MASTER_KEY and KEYRING_MASTER_KEY_FILE: set one, not both');
+  } else if (input.KEYRING_MASTER_KEY_FILE) {
+    try {
+      input.KEYRING_MASTER_KEY = readFileSync(input.KEYRING_MASTER_KEY_FILE, 'utf8').trim();
+    } catch (error) {
+      problems.push(`KEYRING_MASTER_KEY_FILE: cannot read ${input.KEYRING_MASTER_KEY_FILE} (${(error as NodeJS.ErrnoException).code})`);
+    }
+  } else if (!input.KEYRING_MASTER_KEY) {
+    problems.push('KEYRING_MASTER_KEY or KEYRING_MASTER_KEY_FILE: one is required (32 bytes, base64)');
+  }
+
+  const parsed = schema.safeParse(input);
+  if (!parsed.success) {
+    for (const issue of parsed.error.issues) {
+      const name = String(issue.path[0] ?? 'environment');
+      if (name === 'KEYRING_MASTER_KEY' && problems.length > 0) continue;
+      const label = name === 'KEYRING_MASTER_KEY' && input.KEYRING_MASTER_KEY_FILE ? 'KEYRING_MASTER_KEY_FILE' : name;
+      problems.push(`${label}: ${issue.message}`);
+    }
+  }
+  if (problems.length > 0 || !parsed.success) throw new ConfigError(problems);
+
+  const c = parsed.data;
+  if (c.LEASE_TTL < 3 * c.HEARTBEAT_INTERVAL) {
+    throw new ConfigError(['LEASE_TTL: must be at least three HEARTBEAT_INTERVALs']);
+  }
+  return {
+    redisUrl: c.REDIS_URL,
+    masterKey: c.KEYRING_MASTER_KEY,
+    nodeRole: c.NODE_ROLE,
+    nodeId: c.NODE_ID,
+    keyRotationIntervalMs: c.KEY_ROTATION_INTERVAL,
+    tokenTtlMs: c.TOKEN_TTL,
+    sessionTtlMs: c.SESSION_TTL,
+    port: c.PORT,
+    users: c.USERS,
+    leaseTtlMs: c.LEASE_TTL,
+    heartbeatIntervalMs: c.HEARTBEAT_INTERVAL,
+    ringReloadIntervalMs: c.RING_RELOAD_INTERVAL,
+    rotationConfirmTimeoutMs: c.ROTATION_CONFIRM_TIMEOUT,
+    clockSkewMs: c.CLOCK_SKEW,
+    shutdownDrainMs: c.SHUTDOWN_DRAIN,
+    trustProxy: c.TRUST_PROXY === 'true' ? true : c.TRUST_PROXY === 'false' ? false : c.TRUST_PROXY,
+    logLevel: c.LOG_LEVEL,
+  };
+}

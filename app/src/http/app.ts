@@ -1,0 +1,172 @@
+import express, { type Request, type RequestHandler, type Response } from 'express';
+import { parseCookie } from 'cookie';
+import { z } from 'zod';
+import { AUTH_COOKIE, openAuthCookie, sealAuthCookie } from '../auth/authCookie.js';
+import type { Principal } from '../auth/claims.js';
+import { SESSION_COOKIE } from '../auth/session.js';
+import { mintAccessToken, verifyAccessToken } from '../auth/tokens.js';
+import { authenticate, type UserDirectory } from '../auth/users.js';
+import type { RingHolder } from '../keyring/holder.js';
+import type { Clock } from '../lib/clock.js';
+import { badRequest, unauthorized, unavailable } from '../lib/errors.js';
+import type { Logger } from '../lib/log.js';
+import { errorHandler, notFound } from './errors.js';
+import { renderPage } from './page.js';
+
+export interface AppDeps {
+  nodeId: string;
+  tokenTtlMs: number;
+  sessionTtlMs: number;
+  clockSkewMs: number;
+  trustProxy: string | boolean;
+  holder: RingHolder;
+  users: UserDirectory;
+  session: RequestHandler;
+  clock: Clock;
+  log: Logger;
+  /** True while shutting down: /healthz answers 503 so the balancer drains this node. */
+  isDraining: () => boolean;
+}
+
+const LoginBody = z.object({
+  username: z.string().min(1).max(128),
+  password: z.string().min(1).max(1024),
+});
+
+/** Builds the Express app; never listens and never exits (server.ts owns the process). */
+export function createApp(deps: AppDeps) {
+  const { nodeId, holder, clock, log } = deps;
+  const app = express();
+  app.disable('x-powered-by');
+  app.set('trust proxy', deps.trustProxy);
+  app.use((_req, res, next) => {
+    res.setHeader('X-Node-Id', nodeId);
+    next();
+  });
+
+  const verifyOptions = () => ({ now: clock.now(), clockSkewMs: deps.clockSkewMs });
+  const cookieOptions = (req: Request) => ({
+    httpOnly: true,
+    sameSite: 'lax' as const,
+    secure: req.secure,
+    path: '/',
+  });
+  const ready = () => holder.current?.complete === true && !deps.isDraining();
+
+  app.get('/healthz', (_req, res) => {
+    const ring = holder.current;
+    const body = {
+      status: ready() ? 'ok' : deps.isDraining() ? 'draining' : 'starting',
+      node: nodeId,
+      ring: ring ? { version: ring.version, keys: ring.document.keys.length, complete: ring.complete } : null,
+    };
+    res.status(ready() ? 200 : 503).json(body);
+  });
+
+  app.get('/.well-known/jwks.json', (_req, res) => {
+    const ring = holder.current;
+    if (!ring) throw unavailable('ERR_NOT_READY', 'key ring not loaded yet');
+    res.setHeader('Cache-Control', 'public, max-age=10');
+    res.json(ring.jwks());
+  });
+
+  app.post('/login', express.json({ limit: '8kb', strict: true }), async (req, res) => {
+    const parsed = LoginBody.safeParse(req.body);
+    if (!parsed.success) throw badRequest('ERR_BAD_LOGIN_BODY', 'expected JSON {"username","password"}');
+    const { username, password } = parsed.data;
+    if (!(await authenticate(deps.users, username, password))) {
+      throw unauthorized('ERR_BAD_CREDENTIALS', 'wrong username or password');
+    }
+    const ring = holder.current;
+    if (!ring?.complete) throw unavailable('ERR_NOT_READY', 'key ring not loaded yet');
+    const now = clock.now();
+    const { token, expiresIn } = await mintAccessToken(ring, { user: username, ttlMs: deps.tokenTtlMs, now });
+    const sealed = await sealAuthCookie(ring, { user: username, ttlMs: deps.sessionTtlMs, now });
+    res.cookie(AUTH_COOKIE, sealed, { ...cookieOptions(req), maxAge: deps.sessionTtlMs });
+    // The session is a bonus that needs Redis; tokens and the auth cookie do not.
+    const session = await startSession(req, res, deps.session, username, nodeId).catch((error: unknown) => {
+      log.warn({ err: error }, 'login without a session: the session store is unavailable');
+      return false;
+    });
+    res.json({ token, tokenType: 'Bearer', expiresIn, node: nodeId, session });
+  });
+
+  app.get('/me', async (req, res) => {
+    const principal = await identify(req, res, deps, verifyOptions);
+    res.setHeader('Cache-Control', 'no-store');
+    res.json({ ...principal, node: nodeId, ...(principal.via === 'session' ? sessionView(req) : {}) });
+  });
+
+  app.post('/logout', async (req, res) => {
+    const cookies = parseCookie(req.headers.cookie ?? '');
+    if (cookies[SESSION_COOKIE] !== undefined) {
+      await runMiddleware(deps.session, req, res);
+      await new Promise<void>((resolve, reject) => req.session.destroy((error) => (error ? reject(unavailable('ERR_SESSION_STORE_UNAVAILABLE', 'the session store is unavailable')) : resolve())));
+    }
+    res.clearCookie(AUTH_COOKIE, cookieOptions(req));
+    res.clearCookie(SESSION_COOKIE, cookieOptions(req));
+    res.json({ loggedOut: true, node: nodeId });
+  });
+
+  app.get('/', (_req, res) => {
+    res.setHeader('Cache-Control', 'no-store');
+    res.type('html').send(renderPage(nodeId));
+  });
+
+  app.use(notFound);
+  app.use(errorHandler(log));
+  return app;
+}
+
+/** Bearer token, else `auth` cookie, else `sid` session. A credential that is present but bad is a 401. */
+async function identify(req: Request, res: Response, deps: AppDeps, verifyOptions: () => { now: number; clockSkewMs: number }): Promise<Principal> {
+  const authorization = req.headers.authorization;
+  if (authorization !== undefined) {
+    const match = /^Bearer ([A-Za-z0-9._~+/=-]+)$/.exec(authorization.trim());
+    if (!match) throw unauthorized('ERR_BAD_AUTHORIZATION', 'expected "Authorization: Bearer <token>"');
+    return { user: await verifyAccessToken(deps.holder, match[1]!, verifyOptions()), via: 'token' };
+  }
+  let cookies: Record<string, string | undefined>;
+  try {
+    cookies = parseCookie(req.headers.cookie ?? '');
+  } catch {
+    throw unauthorized('ERR_BAD_COOKIE', 'unreadable Cookie header');
+  }
+  const auth = cookies[AUTH_COOKIE];
+  if (auth !== undefined && auth !== '') {
+    return { user: await openAuthCookie(deps.holder, auth, verifyOptions()), via: 'cookie' };
+  }
+  if (cookies[SESSION_COOKIE] !== undefined) {
+    await runMiddleware(deps.session, req, res);
+    const user = req.session?.user;
+    if (!user) throw unauthorized('ERR_SESSION_INVALID', 'session unknown, expired or tampered with');
+    req.session.visits = (req.session.visits ?? 0) + 1;
+    const seen = new Set(req.session.nodesSeen ?? []);
+    seen.add(deps.nodeId);
+    req.session.nodesSeen = [...seen];
+    return { user, via: 'session' };
+  }
+  throw unauthorized('ERR_NO_CREDENTIALS', 'no token, auth cookie or session');
+}
+
+function sessionView(req: Request) {
+  return { visits: req.session.visits, nodesSeen: req.session.nodesSeen };
+}
+
+function runMiddleware(handler: RequestHandler, req: Request, res: Response): Promise<void> {
+  return new Promise((resolve, reject) => {
+    void handler(req, res, (error?: unknown) => (error ? reject(error) : resolve()));
+  });
+}
+
+async function startSession(req: Request, res: Response, handler: RequestHandler, user: string, nodeId: string): Promise<boolean> {
+  await runMiddleware(handler, req, res);
+  // A new id at login (no session fixation), then persist before answering.
+  await new Promise<void>((resolve, reject) => req.session.regenerate((error) => (error ? reject(error) : resolve())));
+  req.session.user = user;
+  req.session.visits = 0;
+  req.session.nodesSeen = [nodeId];
+  await new Promise<void>((resolve, reject) => req.session.save((error) => (error ? reject(error) : resolve())));
+  return true;
+}
+

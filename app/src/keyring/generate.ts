@@ -1,0 +1,35 @@
+import { randomBytes } from 'node:crypto';
+import { exportJWK, generateKeyPair } from 'jose';
+import { ALGORITHMS, type Purpose, type StoredKey } from './types.js';
+import { wrapMaterial } from './wrap.js';
+
+/** `sign-20261124T015300-3f9a1c2e`: sortable by creation, unique, says what it is. */
+export function newKid(purpose: Purpose, now: number): string {
+  const stamp = new Date(now).toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, '');
+  return `${purpose}-${stamp}-${randomBytes(4).toString('hex')}`;
+}
+
+/** Fresh key material for a purpose, wrapped under the master key, in state `staged`. */
+export async function generateKey(purpose: Purpose, now: number, masterKey: Buffer): Promise<StoredKey> {
+  const kid = newKid(purpose, now);
+  let plaintext: Buffer;
+  let publicJwk: StoredKey['publicJwk'];
+  if (purpose === 'sign') {
+    const { publicKey, privateKey } = await generateKeyPair(ALGORITHMS.sign, { extractable: true });
+    plaintext = Buffer.from(JSON.stringify(await exportJWK(privateKey)));
+    publicJwk = { ...(await exportJWK(publicKey)), kid, alg: ALGORITHMS.sign, use: 'sig' };
+  } else {
+    plaintext = randomBytes(32);
+  }
+  const key: StoredKey = {
+    kid,
+    purpose,
+    alg: ALGORITHMS[purpose],
+    state: 'staged',
+    createdAt: now,
+    material: wrapMaterial(masterKey, kid, purpose, plaintext),
+  };
+  if (publicJwk) key.publicJwk = publicJwk;
+  plaintext.fill(0);
+  return key;
+}

@@ -1,0 +1,114 @@
+import type { Redis } from 'ioredis';
+import { liveNodes, type NodeBeat } from '../cluster/heartbeat.js';
+import type { Clock } from '../lib/clock.js';
+import { KeyfleetError } from '../lib/errors.js';
+import { generateKey } from './generate.js';
+import { activate, findKey, stage, stagedKey } from './lifecycle.js';
+import type { Purpose } from './types.js';
+import type { RingWriter } from './writer.js';
+
+export type RotationProgress =
+  | { phase: 'staged'; purpose: Purpose; kid: string; version: number }
+  | { phase: 'confirming'; purpose: Purpose; kid: string; confirmed: string[]; pending: string[] }
+  | { phase: 'active'; purpose: Purpose; kid: string; version: number };
+
+export interface RotationOutcome {
+  ok: boolean;
+  purpose: Purpose;
+  kid: string;
+  /** Nodes that never reported the staged key (only when !ok). */
+  pending: string[];
+  nodes: number;
+  stagedMs: number;
+  confirmedMs: number;
+  totalMs: number;
+}
+
+export interface RotationDeps {
+  writer: RingWriter;
+  redis: Redis;
+  clock: Clock;
+  masterKey: Buffer;
+  confirmTimeoutMs: number;
+  pollMs?: number;
+  onProgress?: (progress: RotationProgress) => void;
+  actor?: string;
+}
+
+/**
+ * Propagate-then-activate: stage a new key, wait until every live node reports a ring
+ * version that includes it, then activate it. A node that never confirms blocks activation
+ * and is named in the outcome; nothing is forced.
+ */
+export async function rotate(purpose: Purpose, deps: RotationDeps): Promise<RotationOutcome> {
+  const { writer, redis, clock, masterKey, confirmTimeoutMs, pollMs = 25, onProgress, actor } = deps;
+  const started = clock.now();
+  let kid = '';
+  const staged = await writer.update({ action: 'stage', purpose, actor }, async (doc, now) => {
+    const existing = stagedKey(doc, purpose);
+    if (existing) {
+      kid = existing.kid;
+      return null;
+    }
+    const key = await generateKey(purpose, now, masterKey);
+    kid = key.kid;
+    return stage(doc, key, now);
+  });
+  const stagedVersion = staged.document.keys.some((key) => key.kid === kid) ? staged.version : 0;
+  onProgress?.({ phase: 'staged', purpose, kid, version: stagedVersion });
+  const stagedAt = clock.now();
+
+  const { nodes, pending } = await waitForNodes(redis, stagedVersion, {
+    clock,
+    timeoutMs: confirmTimeoutMs,
+    pollMs,
+    onChange: (confirmed, waiting) => onProgress?.({ phase: 'confirming', purpose, kid, confirmed, pending: waiting }),
+  });
+  const confirmedAt = clock.now();
+  const outcome = { purpose, kid, nodes: nodes.length, stagedMs: stagedAt - started, confirmedMs: confirmedAt - stagedAt };
+  if (pending.length > 0) {
+    const { store, nodeId } = writer.options;
+    await store
+      .audit({ actor: actor ?? nodeId, action: 'rotation-blocked', purpose, kid, detail: `unconfirmed: ${pending.join(' ')}` }, clock.now())
+      .catch(() => undefined);
+    return { ok: false, pending, totalMs: clock.now() - started, ...outcome };
+  }
+
+  const active = await writer.update({ action: 'activate', purpose, kid, actor }, (doc, now) => {
+    const key = findKey(doc, kid);
+    if (key?.state === 'active') return null;
+    if (key?.state !== 'staged') throw new KeyfleetError('ERR_KEY_STATE', `key ${kid} is no longer staged`, 409);
+    return activate(doc, kid, now, writer.lifetimes);
+  });
+  onProgress?.({ phase: 'active', purpose, kid, version: active.version });
+  return { ok: true, pending: [], totalMs: clock.now() - started, ...outcome };
+}
+
+export interface WaitOptions {
+  clock: Clock;
+  timeoutMs: number;
+  pollMs?: number;
+  onChange?: (confirmed: string[], pending: string[]) => void;
+}
+
+/**
+ * Waits until every live node (heartbeat within its TTL) reports ring version >= `version`.
+ * Nodes publish a heartbeat as soon as they load a new version, so this takes milliseconds
+ * when all is well; a node that stops beating drops out after its heartbeat TTL.
+ */
+export async function waitForNodes(redis: Redis, version: number, { clock, timeoutMs, pollMs = 25, onChange }: WaitOptions) {
+  const deadline = clock.now() + timeoutMs;
+  let last = '';
+  for (;;) {
+    const nodes: NodeBeat[] = await liveNodes(redis);
+    const confirmed = nodes.filter((node) => node.ringVersion >= version).map((node) => node.id);
+    const pending = nodes.filter((node) => node.ringVersion < version).map((node) => node.id);
+    const report = `${confirmed.join(',')}|${pending.join(',')}`;
+    if (report !== last) {
+      onChange?.(confirmed, pending);
+      last = report;
+    }
+    if (pending.length === 0 || clock.now() >= deadline) return { nodes, confirmed, pending };
+    await new Promise((resolve) => setTimeout(resolve, pollMs));
+  }
+}

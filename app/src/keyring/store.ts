@@ -1,0 +1,109 @@
+import type { Redis } from 'ioredis';
+import { KeyfleetError } from '../lib/errors.js';
+import { redisKeys } from '../lib/redisKeys.js';
+import type { RingDocument } from './types.js';
+
+/** Who changed the ring and how; appended to the audit stream with the new version. */
+export interface AuditEntry {
+  actor: string;
+  action: string;
+  purpose?: string;
+  kid?: string;
+  detail?: string;
+}
+
+export interface AuditEvent extends AuditEntry {
+  id: string;
+  at: number;
+  version: number;
+}
+
+// One atomic step: check the version (compare-and-set), check the writer still holds the
+// lease (fencing), write the document, bump the version, audit, announce.
+// A new version is passed in rather than computed: after Redis lost its data, the primary
+// writes back the ring it holds with a version above any node's, so every node accepts it.
+const COMMIT_SCRIPT = `
+local current = tonumber(redis.call('GET', KEYS[2]) or '0')
+if current ~= tonumber(ARGV[1]) then return {0, current} end
+if ARGV[3] ~= '' and redis.call('GET', KEYS[3]) ~= ARGV[3] then return {-1, current} end
+local next = tonumber(ARGV[2])
+if next <= current then return {-2, current} end
+redis.call('SET', KEYS[1], ARGV[4])
+redis.call('SET', KEYS[2], next)
+local fields = {'version', tostring(next), 'at', ARGV[6]}
+for i = 7, #ARGV do fields[#fields + 1] = ARGV[i] end
+redis.call('XADD', KEYS[4], 'MAXLEN', '~', '10000', '*', unpack(fields))
+redis.call('PUBLISH', ARGV[5], next)
+return {1, next}
+`;
+
+export type CommitResult = { ok: true; version: number } | { ok: false; reason: 'conflict' | 'fenced'; current: number };
+
+/** Reads and writes the ring in Redis. Holds no state of its own. */
+export class RingStore {
+  constructor(private readonly redis: Redis) {}
+
+  async read(): Promise<RingDocument | null> {
+    const raw = await this.redis.get(redisKeys.ring);
+    return raw === null ? null : parseRing(raw);
+  }
+
+  async readVersion(): Promise<number> {
+    return Number((await this.redis.get(redisKeys.ringVersion)) ?? '0');
+  }
+
+  /**
+   * Writes `doc` as version `doc.version` if Redis still holds `expectedVersion`, and, when
+   * `fence` is given, only while the lease holds that token.
+   */
+  async commit(expectedVersion: number, doc: RingDocument, fence: string | undefined, audit: AuditEntry, now: number): Promise<CommitResult> {
+    const fields = Object.entries(audit).flatMap(([key, value]) => (value === undefined ? [] : [key, String(value)]));
+    const [status, version] = (await this.redis.eval(
+      COMMIT_SCRIPT,
+      4,
+      redisKeys.ring,
+      redisKeys.ringVersion,
+      redisKeys.lease,
+      redisKeys.audit,
+      String(expectedVersion),
+      String(doc.version),
+      fence ?? '',
+      JSON.stringify(doc),
+      redisKeys.ringChannel,
+      String(now),
+      ...fields,
+    )) as [number, number];
+    if (status === 1) return { ok: true, version };
+    if (status === -2) throw new KeyfleetError('ERR_RING_VERSION', `new ring version ${doc.version} is not above ${version}`);
+    return { ok: false, reason: status === -1 ? 'fenced' : 'conflict', current: version };
+  }
+
+  /** An audit entry for something that did not change the ring (a blocked rotation, say). */
+  async audit(entry: AuditEntry, now: number): Promise<void> {
+    const fields = Object.entries(entry).flatMap(([key, value]) => (value === undefined ? [] : [key, String(value)]));
+    await this.redis.xadd(redisKeys.audit, 'MAXLEN', '~', '10000', '*', 'version', String(await this.readVersion()), 'at', String(now), ...fields);
+  }
+
+  async auditTail(count: number): Promise<AuditEvent[]> {
+    const entries = await this.redis.xrevrange(redisKeys.audit, '+', '-', 'COUNT', count);
+    return entries.map(([id, flat]) => {
+      const fields: Record<string, string> = {};
+      for (let i = 0; i + 1 < flat.length; i += 2) fields[flat[i]!] = flat[i + 1]!;
+      const { version, at, actor = '', action = '', ...rest } = fields;
+      return { id, version: Number(version), at: Number(at), actor, action, ...rest };
+    });
+  }
+}
+
+export function parseRing(raw: string): RingDocument {
+  let doc: RingDocument;
+  try {
+    doc = JSON.parse(raw) as RingDocument;
+  } catch (cause) {
+    throw new KeyfleetError('ERR_RING_FORMAT', 'the key ring in Redis is not valid JSON', 500, { cause });
+  }
+  if (doc?.format !== 1 || !Array.isArray(doc.keys) || typeof doc.version !== 'number') {
+    throw new KeyfleetError('ERR_RING_FORMAT', 'the key ring in Redis is not in format 1');
+  }
+  return doc;
+}

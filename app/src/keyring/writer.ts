@@ -1,0 +1,73 @@
+import type { Clock } from '../lib/clock.js';
+import { KeyfleetError } from '../lib/errors.js';
+import type { Logger } from '../lib/log.js';
+import type { Lease } from '../cluster/lease.js';
+import type { RingHolder } from './holder.js';
+import { emptyRing, type Lifetimes } from './lifecycle.js';
+import { RingSnapshot } from './snapshot.js';
+import type { AuditEntry, RingStore } from './store.js';
+import type { RingDocument } from './types.js';
+import { masterKeyId } from './wrap.js';
+
+export interface RingWriterOptions {
+  store: RingStore;
+  holder: RingHolder;
+  lease: Lease;
+  masterKey: Buffer;
+  clock: Clock;
+  log: Logger;
+  nodeId: string;
+  lifetimes: Lifetimes;
+}
+
+/** What a change returns: the new document, or null for "nothing to do". */
+export type RingChange = (doc: RingDocument, now: number) => RingDocument | null | Promise<RingDocument | null>;
+
+const MAX_ATTEMPTS = 5;
+
+/**
+ * The only way the ring changes, used by the primary alone. Each change is applied to the
+ * latest document and committed with a compare-and-set on the version, fenced by the lease.
+ */
+export class RingWriter {
+  constructor(readonly options: RingWriterOptions) {}
+
+  get lifetimes(): Lifetimes {
+    return this.options.lifetimes;
+  }
+
+  async update(audit: Omit<AuditEntry, 'actor'> & { actor?: string }, change: RingChange): Promise<RingSnapshot> {
+    const { store, holder, lease, masterKey, clock, log, nodeId } = this.options;
+    for (let attempt = 1; attempt <= MAX_ATTEMPTS; attempt++) {
+      const fence = lease.fence;
+      if (!fence) throw new KeyfleetError('ERR_NOT_PRIMARY', `${nodeId} does not hold the primary lease`, 409);
+      const now = clock.now();
+      const stored = await store.read();
+      if (stored && stored.masterKeyId !== masterKeyId(masterKey)) {
+        // Someone rewrapped the ring under a new master key: never mix keys wrapped under two.
+        throw new KeyfleetError('ERR_MASTER_KEY_MISMATCH', `the ring is wrapped under master key ${stored.masterKeyId}; restart ${nodeId} with that key`);
+      }
+      const expected = stored?.version ?? (await store.readVersion());
+      const base = stored ?? emptyRing(masterKeyId(masterKey), now);
+      const changed = await change(base, now);
+      const current = holder.current;
+      if (changed === null) {
+        if (current) return current;
+        throw new KeyfleetError('ERR_RING_EMPTY', 'the key ring is empty', 503);
+      }
+      const next: RingDocument = { ...changed, version: Math.max(expected, current?.version ?? 0) + 1, updatedAt: now };
+      const result = await store.commit(expected, next, fence, { actor: nodeId, ...audit }, now);
+      if (result.ok) {
+        const snapshot = await RingSnapshot.open(next, masterKey, current);
+        await holder.adopt(snapshot);
+        return snapshot;
+      }
+      if (result.reason === 'fenced') {
+        lease.drop();
+        throw new KeyfleetError('ERR_NOT_PRIMARY', `${nodeId} lost the primary lease before writing`, 409);
+      }
+      log.debug({ attempt, expected, current: result.current }, 'ring changed underneath; retrying');
+    }
+    throw new KeyfleetError('ERR_RING_CONFLICT', `the ring kept changing; gave up after ${MAX_ATTEMPTS} attempts`, 409);
+  }
+}

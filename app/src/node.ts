@@ -1,0 +1,151 @@
+import type { Server } from 'node:http';
+import type { Redis } from 'ioredis';
+import type { Config } from './config/index.js';
+import { sessionMiddleware } from './auth/session.js';
+import { publishBeat, removeBeat } from './cluster/heartbeat.js';
+import { Lease } from './cluster/lease.js';
+import { PrimaryDuty } from './cluster/primary.js';
+import { createApp } from './http/app.js';
+import { RingHolder } from './keyring/holder.js';
+import { RingStore } from './keyring/store.js';
+import { RingWriter } from './keyring/writer.js';
+import { systemClock, type Clock } from './lib/clock.js';
+import type { Logger } from './lib/log.js';
+import { connectRedis } from './lib/redis.js';
+
+/**
+ * One keyfleet node: its Redis connections, the ring it holds, its part in the election,
+ * its heartbeat and its HTTP app. server.ts runs it as a process; tests may build it too.
+ */
+export class KeyfleetNode {
+  readonly redis: Redis;
+  private readonly subscriber: Redis;
+  private readonly commandRedis: Redis;
+  readonly store: RingStore;
+  readonly holder: RingHolder;
+  readonly lease: Lease;
+  readonly primary: PrimaryDuty;
+  readonly app: ReturnType<typeof createApp>;
+  private readonly startedAt: number;
+  private draining = false;
+  private timers: NodeJS.Timeout[] = [];
+
+  constructor(
+    private readonly config: Config,
+    private readonly log: Logger,
+    private readonly clock: Clock = systemClock,
+  ) {
+    this.startedAt = clock.now();
+    this.redis = connectRedis(config.redisUrl, 'main');
+    this.subscriber = connectRedis(config.redisUrl, 'sub', { maxRetriesPerRequest: null, commandTimeout: undefined });
+    this.commandRedis = connectRedis(config.redisUrl, 'commands', { commandTimeout: undefined, lazyConnect: true });
+    for (const [name, client] of [['main', this.redis], ['sub', this.subscriber], ['commands', this.commandRedis]] as const) {
+      client.on('error', (error: Error) => log.debug({ connection: name, err: error.message }, 'redis connection error'));
+    }
+    this.store = new RingStore(this.redis);
+    this.holder = new RingHolder({
+      store: this.store,
+      subscriber: this.subscriber,
+      masterKey: config.masterKey,
+      clock,
+      log: log.child({ component: 'ring' }),
+      reloadIntervalMs: config.ringReloadIntervalMs,
+    });
+    this.lease = new Lease(this.redis, config.nodeId, config.leaseTtlMs, clock);
+    const lifetimes = {
+      sign: config.tokenTtlMs,
+      encrypt: config.sessionTtlMs,
+      cookie: config.sessionTtlMs,
+      clockSkewMs: config.clockSkewMs,
+    };
+    const writer = new RingWriter({
+      store: this.store,
+      holder: this.holder,
+      lease: this.lease,
+      masterKey: config.masterKey,
+      clock,
+      log: log.child({ component: 'writer' }),
+      nodeId: config.nodeId,
+      lifetimes,
+    });
+    this.primary = new PrimaryDuty({
+      role: config.nodeRole,
+      redis: this.redis,
+      commandRedis: this.commandRedis,
+      store: this.store,
+      holder: this.holder,
+      lease: this.lease,
+      writer,
+      clock,
+      log: log.child({ component: 'primary' }),
+      masterKey: config.masterKey,
+      rotationIntervalMs: config.keyRotationIntervalMs,
+      confirmTimeoutMs: config.rotationConfirmTimeoutMs,
+    });
+    this.app = createApp({
+      nodeId: config.nodeId,
+      tokenTtlMs: config.tokenTtlMs,
+      sessionTtlMs: config.sessionTtlMs,
+      clockSkewMs: config.clockSkewMs,
+      trustProxy: config.trustProxy,
+      holder: this.holder,
+      users: config.users,
+      session: sessionMiddleware(this.redis, this.holder, config.sessionTtlMs),
+      clock,
+      log: log.child({ component: 'http' }),
+      isDraining: () => this.draining,
+    });
+    // Confirm a new ring version at once: rotation waits on these heartbeats.
+    this.holder.on('change', () => void this.beat());
+  }
+
+  /** Loads the ring (a wrong master key throws here) and starts the background duties. */
+  async start(): Promise<void> {
+    await this.holder.start();
+    await this.primary.tick();
+    await this.beat();
+    const every = (ms: number, fn: () => Promise<void>) => {
+      const timer = setInterval(() => void fn().catch(() => undefined), ms);
+      timer.unref();
+      this.timers.push(timer);
+    };
+    every(Math.max(100, Math.floor(this.config.leaseTtlMs / 4)), () => this.primary.tick());
+    every(this.config.heartbeatIntervalMs, () => this.beat());
+  }
+
+  /** Waits until the ring is loaded; a secondary facing an empty ring waits here. */
+  get ready(): boolean {
+    return this.holder.current?.complete === true && !this.draining;
+  }
+
+  async beat(): Promise<void> {
+    await publishBeat(
+      this.redis,
+      {
+        id: this.config.nodeId,
+        role: this.config.nodeRole,
+        primary: this.lease.held,
+        ringVersion: this.holder.current?.version ?? 0,
+        startedAt: this.startedAt,
+        at: this.clock.now(),
+        draining: this.draining,
+      },
+      this.config.heartbeatIntervalMs * 3,
+    ).catch((error: unknown) => this.log.debug({ err: error }, 'heartbeat failed'));
+  }
+
+  /** Turns /healthz to 503 so the balancer stops sending new requests here. */
+  drain(): void {
+    this.draining = true;
+  }
+
+  async stop(server?: Server): Promise<void> {
+    this.drain();
+    for (const timer of this.timers) clearInterval(timer);
+    this.holder.stop();
+    await this.primary.stop();
+    if (server) await new Promise<void>((resolve) => server.close(() => resolve()));
+    await removeBeat(this.redis, this.config.nodeId).catch(() => undefined);
+    for (const client of [this.subscriber, this.commandRedis, this.redis]) client.disconnect();
+  }
+}

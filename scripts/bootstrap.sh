@@ -1,0 +1,179 @@
+#!/usr/bin/env bash
+# Prepares a machine to run keyfleet: Docker Engine, Compose v2, base images, the master key,
+# npm dependencies, the compiled app and the three images. Idempotent: every step checks
+# before it acts, so a second run only verifies. `npm run demo` and `npm test` call it.
+#
+#   scripts/bootstrap.sh            everything
+#   scripts/bootstrap.sh --no-build  environment only (Docker, Compose, base image, secrets)
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+
+BUILD=1
+for arg in "$@"; do
+  case "$arg" in
+    --no-build) BUILD=0 ;;
+    *) echo "bootstrap: unknown option $arg" >&2; exit 2 ;;
+  esac
+done
+
+LOCAL_BASE_IMAGE=keyfleet/debian:trixie
+REGISTRY_BASE_IMAGE=debian:trixie-slim
+DEBIAN_MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
+COMPOSE_PLUGIN_DIR=/usr/local/lib/docker/cli-plugins
+LOG_DIR=${KEYFLEET_LOG_DIR:-/var/log/keyfleet}
+
+say() { printf 'bootstrap: %s\n' "$*" >&2; }
+need_root() {
+  if [ "$(id -u)" -ne 0 ]; then
+    say "$1 needs root; run this script as root (or install it yourself)"
+    exit 1
+  fi
+}
+
+apt_updated=0
+apt_install() {
+  need_root "installing $*"
+  if [ "$apt_updated" -eq 0 ]; then
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    apt_updated=1
+  fi
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
+# --- Docker Engine -------------------------------------------------------------------------
+ensure_docker() {
+  if docker info >/dev/null 2>&1; then return; fi
+  if ! command -v dockerd >/dev/null 2>&1; then
+    say "installing Docker Engine (Debian package docker.io)"
+    apt_install docker.io iptables
+  fi
+  say "starting dockerd"
+  mkdir -p "$LOG_DIR"
+  if command -v systemctl >/dev/null 2>&1 && systemctl is-system-running >/dev/null 2>&1; then
+    systemctl start docker
+  else
+    # No init system here (a container or a CI sandbox): run the daemon detached.
+    nohup dockerd >"$LOG_DIR/dockerd.log" 2>&1 &
+  fi
+  for _ in $(seq 1 60); do
+    docker info >/dev/null 2>&1 && return
+    sleep 1
+  done
+  say "dockerd did not come up within 60 s; see $LOG_DIR/dockerd.log"
+  tail -n 20 "$LOG_DIR/dockerd.log" >&2 || true
+  exit 1
+}
+
+# --- Base image ----------------------------------------------------------------------------
+# With a registry we use the official slim image; without one we build the same Debian
+# release from Debian's package archive and record the choice in .env for compose and tests.
+ensure_base_image() {
+  local base
+  if docker image inspect "$REGISTRY_BASE_IMAGE" >/dev/null 2>&1; then
+    base=$REGISTRY_BASE_IMAGE
+  elif docker image inspect "$LOCAL_BASE_IMAGE" >/dev/null 2>&1; then
+    base=$LOCAL_BASE_IMAGE
+  elif timeout 30 docker pull -q "$REGISTRY_BASE_IMAGE" >/dev/null 2>&1; then
+    base=$REGISTRY_BASE_IMAGE
+  else
+    say "no container registry reachable: building $LOCAL_BASE_IMAGE with debootstrap (air-gapped mode)"
+    command -v debootstrap >/dev/null 2>&1 || apt_install debootstrap
+    local dir
+    dir=$(mktemp -d /tmp/keyfleet-rootfs.XXXXXX)
+    debootstrap --variant=minbase trixie "$dir" "$DEBIAN_MIRROR" >"$dir.log" 2>&1 || {
+      tail -n 20 "$dir.log" >&2; exit 1; }
+    # Keep images small: no docs or man pages from later apt installs.
+    printf 'path-exclude /usr/share/doc/*\npath-exclude /usr/share/man/*\n' \
+      >"$dir/etc/dpkg/dpkg.cfg.d/01-nodoc"
+    rm -rf "$dir"/var/cache/apt/archives/*.deb "$dir"/var/lib/apt/lists/*
+    tar -C "$dir" -c . | docker import - "$LOCAL_BASE_IMAGE" >/dev/null
+    rm -rf "$dir" "$dir.log"
+    base=$LOCAL_BASE_IMAGE
+  fi
+  set_env BASE_IMAGE "$base"
+  if [ "$base" = "$LOCAL_BASE_IMAGE" ]; then set_env KEYFLEET_AIRGAPPED 1; else set_env KEYFLEET_AIRGAPPED 0; fi
+  BASE_IMAGE=$base
+}
+
+set_env() {
+  local key=$1 value=$2
+  touch .env
+  if grep -q "^$key=" .env; then
+    sed -i "s|^$key=.*|$key=$value|" .env
+  else
+    printf '%s=%s\n' "$key" "$value" >>.env
+  fi
+}
+
+# --- Compose v2 ----------------------------------------------------------------------------
+ensure_compose() {
+  if docker compose version >/dev/null 2>&1; then return; fi
+  need_root "installing the Compose v2 plugin"
+  say "installing Compose v2 from Debian 13's docker-compose package"
+  local tag=keyfleet/compose-plugin:trixie cid
+  printf 'FROM %s\nRUN apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends docker-compose >/dev/null\n' \
+    "$BASE_IMAGE" | docker build -q -t "$tag" - >/dev/null
+  cid=$(docker create "$tag" true)
+  mkdir -p "$COMPOSE_PLUGIN_DIR"
+  docker cp "$cid:/usr/libexec/docker/cli-plugins/docker-compose" "$COMPOSE_PLUGIN_DIR/docker-compose"
+  docker rm "$cid" >/dev/null
+  chmod 755 "$COMPOSE_PLUGIN_DIR/docker-compose"
+  docker compose version >/dev/null
+}
+
+# --- Secrets -------------------------------------------------------------------------------
+ensure_master_key() {
+  mkdir -p secrets
+  chmod 700 secrets
+  if [ ! -s secrets/master.key ]; then
+    say "generating secrets/master.key (git-ignored; back it up: it decrypts the key ring)"
+    (umask 077 && node -e "process.stdout.write(require('crypto').randomBytes(32).toString('base64'))" >secrets/master.key)
+  fi
+  # Readable by the container user (uid 1000) through the bind-mounted secret.
+  chmod 644 secrets/master.key
+  # Redis ACL passwords for the demo cluster, kept in the git-ignored .env compose reads.
+  local name
+  for name in REDIS_PASSWORD REDIS_ADMIN_PASSWORD; do
+    grep -q "^$name=" .env 2>/dev/null || set_env "$name" "$(node -e "process.stdout.write(require('crypto').randomBytes(24).toString('base64url'))")"
+  done
+}
+
+# --- App and images ------------------------------------------------------------------------
+build_app() {
+  if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+    # `npm install` rather than `npm ci`: npm 11 on this machine writes lock files without
+    # other platforms' optional packages (rollup's) and then refuses them in `npm ci`.
+    say "npm install (from package-lock.json)"
+    npm install --no-audit --no-fund --loglevel=error
+  fi
+  npm run --silent build
+  # The image gets compiled JS and production dependencies only: npm cannot reach its
+  # registry from inside a container here, so the host prepares build/app.
+  local stage=build/app
+  mkdir -p "$stage"
+  cp package.json package-lock.json "$stage/"
+  if [ ! -d "$stage/node_modules" ] || [ package-lock.json -nt "$stage/node_modules/.package-lock.json" ]; then
+    (cd "$stage" && npm install --omit=dev --ignore-scripts --no-audit --no-fund --loglevel=error)
+  fi
+  rm -rf "$stage/dist"
+  cp -r dist "$stage/dist"
+}
+
+build_images() {
+  say "building images (base $BASE_IMAGE)"
+  docker build -q --build-arg "BASE_IMAGE=$BASE_IMAGE" -t keyfleet/redis:dev redis >/dev/null
+  docker build -q --build-arg "BASE_IMAGE=$BASE_IMAGE" -t keyfleet/haproxy:dev haproxy >/dev/null
+  docker build -q --build-arg "BASE_IMAGE=$BASE_IMAGE" -t keyfleet/app:dev -f app/Dockerfile . >/dev/null
+}
+
+ensure_docker
+ensure_base_image
+ensure_compose
+ensure_master_key
+if [ "$BUILD" -eq 1 ]; then
+  build_app
+  build_images
+fi
+say "ready (base image $BASE_IMAGE)"
