@@ -44,7 +44,8 @@ export async function rotate(purpose: Purpose, deps: RotationDeps): Promise<Rota
   const { writer, redis, clock, masterKey, confirmTimeoutMs, pollMs = 25, onProgress, actor } = deps;
   const started = clock.now();
   let kid = '';
-  const staged = await writer.update({ action: 'stage', purpose, actor }, async (doc, now) => {
+  const audit: { action: string; purpose: Purpose; actor?: string; kid?: string } = { action: 'stage', purpose, actor };
+  const staged = await writer.update(audit, async (doc, now) => {
     const existing = stagedKey(doc, purpose);
     if (existing) {
       kid = existing.kid;
@@ -52,6 +53,7 @@ export async function rotate(purpose: Purpose, deps: RotationDeps): Promise<Rota
     }
     const key = await generateKey(purpose, now, masterKey);
     kid = key.kid;
+    audit.kid = kid; // read when the change commits
     return stage(doc, key, now);
   });
   const stagedVersion = staged.document.keys.some((key) => key.kid === kid) ? staged.version : 0;

@@ -1,0 +1,209 @@
+import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import {
+  GenericContainer,
+  Network,
+  Wait,
+  type StartedNetwork,
+  type StartedTestContainer,
+} from 'testcontainers';
+import { Redis } from 'ioredis';
+
+// Fixtures for our own cluster, in testcontainers' shape: the same images and config that
+// compose.yaml runs (scripts/bootstrap.sh builds them), on a network of their own.
+
+export const IMAGES = { app: 'keyfleet/app:dev', redis: 'keyfleet/redis:dev', lb: 'keyfleet/haproxy:dev' } as const;
+
+/** demo / demo-password, the same entry as in compose.yaml. */
+export const DEMO_USERS = (() => {
+  const compose = readFileSync(resolve(import.meta.dirname, '../../compose.yaml'), 'utf8');
+  const match = /USERS: (demo=scrypt\.[^\s]+)/.exec(compose);
+  if (!match) throw new Error('compose.yaml has no demo USERS entry');
+  return match[1]!;
+})();
+
+export const randomMasterKey = () => randomBytes(32).toString('base64');
+const password = () => randomBytes(18).toString('base64url');
+
+const startupTimeoutMs = 60_000;
+
+export class StartedRedis {
+  constructor(
+    readonly container: StartedTestContainer,
+    readonly password: string,
+    readonly adminPassword: string,
+  ) {}
+
+  /** The URL app nodes use inside the network. */
+  get internalUrl(): string {
+    return `redis://keyfleet:${this.password}@redis:6379/0`;
+  }
+
+  /** An admin connection from the host, for inspecting and breaking things. */
+  admin(): Redis {
+    return new Redis({
+      host: this.container.getHost(),
+      port: this.container.getMappedPort(6379),
+      username: 'admin',
+      password: this.adminPassword,
+      maxRetriesPerRequest: 1,
+    });
+  }
+
+  /** The nodes' own ACL user, from the host (what the CLI uses). */
+  get hostUrl(): string {
+    return `redis://keyfleet:${this.password}@${this.container.getHost()}:${this.container.getMappedPort(6379)}/0`;
+  }
+}
+
+export async function startRedis(network: StartedNetwork, alias = 'redis'): Promise<StartedRedis> {
+  const [pass, admin] = [password(), password()];
+  const container = await new GenericContainer(IMAGES.redis)
+    .withNetwork(network)
+    .withNetworkAliases(alias)
+    .withEnvironment({ REDIS_PASSWORD: pass, REDIS_ADMIN_PASSWORD: admin })
+    .withExposedPorts(6379)
+    .withWaitStrategy(Wait.forLogMessage(/Ready to accept connections/))
+    .withStartupTimeout(startupTimeoutMs)
+    .start();
+  return new StartedRedis(container, pass, admin);
+}
+
+export interface AppNodeOptions {
+  nodeId: string;
+  redisUrl: string;
+  masterKey: string;
+  env?: Record<string, string>;
+  /** Wait until /healthz answers 200 (default), or only until the process listens. */
+  waitFor?: 'ready' | 'listening' | 'nothing';
+}
+
+export async function startAppNode(network: StartedNetwork, options: AppNodeOptions): Promise<StartedTestContainer> {
+  const wait = options.waitFor ?? 'ready';
+  let container = new GenericContainer(IMAGES.app)
+    .withNetwork(network)
+    .withNetworkAliases('app', options.nodeId)
+    .withName(`kf-${options.nodeId}-${randomBytes(3).toString('hex')}`)
+    .withEnvironment({
+      NODE_ID: options.nodeId,
+      REDIS_URL: options.redisUrl,
+      KEYRING_MASTER_KEY: options.masterKey,
+      USERS: DEMO_USERS,
+      LOG_LEVEL: 'info',
+      SHUTDOWN_DRAIN: '2s',
+      ...options.env,
+    })
+    .withExposedPorts(3000)
+    .withStartupTimeout(startupTimeoutMs);
+  if (wait === 'ready') container = container.withWaitStrategy(Wait.forHttp('/healthz', 3000).forStatusCode(200));
+  else if (wait === 'listening') container = container.withWaitStrategy(Wait.forLogMessage(/"msg":"(ready|waiting for a key ring)"/));
+  else container = container.withWaitStrategy(Wait.forLogMessage(/keyfleet|starting/));
+  return container.start();
+}
+
+export async function startBalancer(network: StartedNetwork): Promise<StartedTestContainer> {
+  return new GenericContainer(IMAGES.lb)
+    .withNetwork(network)
+    .withNetworkAliases('lb')
+    .withExposedPorts(8080, 8404)
+    .withWaitStrategy(Wait.forListeningPorts())
+    .withStartupTimeout(startupTimeoutMs)
+    .start();
+}
+
+export interface ClusterOptions {
+  nodes?: number;
+  env?: Record<string, string>;
+}
+
+/** Redis, N app nodes and HAProxy, as compose.yaml runs them. */
+export class Cluster {
+  readonly nodes = new Map<string, StartedTestContainer>();
+  private nextNode = 1;
+
+  private constructor(
+    readonly network: StartedNetwork,
+    readonly redis: StartedRedis,
+    readonly masterKey: string,
+    private readonly env: Record<string, string>,
+  ) {}
+
+  lb!: StartedTestContainer;
+
+  get url(): string {
+    return `http://${this.lb.getHost()}:${this.lb.getMappedPort(8080)}`;
+  }
+
+  get statsUrl(): string {
+    return `http://${this.lb.getHost()}:${this.lb.getMappedPort(8404)}`;
+  }
+
+  static async start({ nodes = 3, env = {} }: ClusterOptions = {}): Promise<Cluster> {
+    const network = await new Network().start();
+    let cluster: Cluster | undefined;
+    try {
+      const redis = await startRedis(network);
+      cluster = new Cluster(network, redis, randomMasterKey(), env);
+      // The first node creates the ring; the others then start side by side.
+      await cluster.addNode();
+      await Promise.all(Array.from({ length: nodes - 1 }, () => cluster!.addNode()));
+      cluster.lb = await startBalancer(network);
+      await cluster.waitForBalancer(nodes);
+      return cluster;
+    } catch (error) {
+      await (cluster ? cluster.stop() : network.stop().catch(() => undefined));
+      throw error;
+    }
+  }
+
+  async addNode(env: Record<string, string> = {}, waitFor: AppNodeOptions['waitFor'] = 'ready'): Promise<{ id: string; container: StartedTestContainer }> {
+    const id = `node-${this.nextNode++}`;
+    const container = await startAppNode(this.network, {
+      nodeId: id,
+      redisUrl: this.redis.internalUrl,
+      masterKey: this.masterKey,
+      env: { ...this.env, ...env },
+      waitFor,
+    });
+    this.nodes.set(id, container);
+    return { id, container };
+  }
+
+  /** Until the balancer has served `count` distinct nodes (its DNS discovery and checks are live). */
+  async waitForBalancer(count: number, timeoutMs = 30_000): Promise<void> {
+    const seen = new Set<string>();
+    await waitUntil(async () => {
+      const response = await fetch(`${this.url}/healthz`).catch(() => undefined);
+      const node = response?.headers.get('x-node-id');
+      if (response?.status === 200 && node) seen.add(node);
+      return seen.size >= count;
+    }, { timeoutMs, what: `balancer to reach ${count} nodes (saw ${[...seen].join(', ') || 'none'})` });
+  }
+
+  /** Runs the keyfleet CLI inside a node's container, as operators do. */
+  async cli(args: string[], nodeId = this.nodes.keys().next().value!): Promise<{ exitCode: number; output: string; stdout: string; stderr: string }> {
+    const container = this.nodes.get(nodeId);
+    if (!container) throw new Error(`no node ${nodeId}`);
+    return container.exec(['keyfleet', ...args]);
+  }
+
+  async stop(): Promise<void> {
+    const containers = [this.lb, ...this.nodes.values(), this.redis?.container].filter(Boolean) as StartedTestContainer[];
+    await Promise.allSettled(containers.map((container) => container.stop({ timeout: 0 })));
+    await this.network.stop().catch(() => undefined);
+  }
+}
+
+/** Polls `condition` until it holds; no fixed sleeps in tests. */
+export async function waitUntil(
+  condition: () => Promise<boolean> | boolean,
+  { timeoutMs = 20_000, intervalMs = 50, what = 'condition' }: { timeoutMs?: number; intervalMs?: number; what?: string } = {},
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if (await condition()) return;
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, intervalMs));
+  }
+}
