@@ -207,3 +207,33 @@ export async function waitUntil(
     await new Promise((resolve) => setTimeout(resolve, intervalMs));
   }
 }
+
+/**
+ * Runs the app image until its process exits (a node that must refuse to start) and
+ * returns the exit code and logs. The container is removed whatever happens.
+ */
+export async function runNodeToExit(
+  network: StartedNetwork,
+  env: Record<string, string>,
+  timeoutMs = 30_000,
+): Promise<{ exitCode: number; logs: string }> {
+  const { getContainerRuntimeClient } = await import('testcontainers');
+  const docker = (await getContainerRuntimeClient()).container.dockerode;
+  const container = await docker.createContainer({
+    Image: IMAGES.app,
+    Env: Object.entries(env).map(([key, value]) => `${key}=${value}`),
+    Tty: true, // plain log text, no stream framing
+    HostConfig: { NetworkMode: network.getName() },
+  });
+  try {
+    await container.start();
+    const result = (await Promise.race([
+      container.wait(),
+      new Promise((_, reject) => setTimeout(() => reject(new Error(`node did not exit within ${timeoutMs} ms`)), timeoutMs).unref()),
+    ])) as { StatusCode: number };
+    const logs = (await container.logs({ stdout: true, stderr: true, follow: false })).toString('utf8');
+    return { exitCode: result.StatusCode, logs };
+  } finally {
+    await container.remove({ force: true }).catch(() => undefined);
+  }
+}

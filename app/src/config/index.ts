@@ -99,27 +99,31 @@ type Env = Record<string, string | undefined>;
  */
 export function loadConfig(env: Env = process.env): Config {
   const problems: string[] = [];
+  let masterKeyReported = false;
   const input: Env = { ...env };
   // Empty strings mean "unset", as they do for most twelve-factor apps.
   for (const [key, value] of Object.entries(input)) if (value === '') delete input[key];
 
   if (input.KEYRING_MASTER_KEY && input.KEYRING_MASTER_KEY_FILE) {
     problems.push('KEYRING_MASTER_KEY and KEYRING_MASTER_KEY_FILE: set one, not both');
+    masterKeyReported = true;
   } else if (input.KEYRING_MASTER_KEY_FILE) {
     try {
       input.KEYRING_MASTER_KEY = readFileSync(input.KEYRING_MASTER_KEY_FILE, 'utf8').trim();
     } catch (error) {
       problems.push(`KEYRING_MASTER_KEY_FILE: cannot read ${input.KEYRING_MASTER_KEY_FILE} (${(error as NodeJS.ErrnoException).code})`);
+      masterKeyReported = true;
     }
   } else if (!input.KEYRING_MASTER_KEY) {
     problems.push('KEYRING_MASTER_KEY or KEYRING_MASTER_KEY_FILE: one is required (32 bytes, base64)');
+    masterKeyReported = true;
   }
 
   const parsed = schema.safeParse(input);
   if (!parsed.success) {
     for (const issue of parsed.error.issues) {
       const name = String(issue.path[0] ?? 'environment');
-      if (name === 'KEYRING_MASTER_KEY' && problems.length > 0) continue;
+      if (name === 'KEYRING_MASTER_KEY' && masterKeyReported) continue;
       const label = name === 'KEYRING_MASTER_KEY' && input.KEYRING_MASTER_KEY_FILE ? 'KEYRING_MASTER_KEY_FILE' : name;
       problems.push(`${label}: ${issue.message}`);
     }
