@@ -13,6 +13,8 @@ import { systemClock, type Clock } from './lib/clock.js';
 import type { Logger } from './lib/log.js';
 import { connectRedis } from './lib/redis.js';
 
+export const leaseTickMs = (leaseTtlMs: number) => Math.min(500, Math.max(50, Math.floor(leaseTtlMs / 4)));
+
 /**
  * One keyfleet node: its Redis connections, the ring it holds, its part in the election,
  * its heartbeat and its HTTP app. server.ts runs it as a process; tests may build it too.
@@ -109,7 +111,9 @@ export class KeyfleetNode {
       timer.unref();
       this.timers.push(timer);
     };
-    every(Math.max(100, Math.floor(this.config.leaseTtlMs / 4)), () => this.primary.tick());
+    // The holder renews, and the others try for a free lease, every half second (or TTL/4 if
+    // shorter): a dead primary's lease is taken over within about one TTL of its last renewal.
+    every(leaseTickMs(this.config.leaseTtlMs), () => this.primary.tick());
     every(this.config.heartbeatIntervalMs, () => this.beat());
   }
 

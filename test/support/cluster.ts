@@ -157,12 +157,16 @@ export class Cluster {
     }
   }
 
-  async addNode(env: Record<string, string> = {}, waitFor: AppNodeOptions['waitFor'] = 'ready'): Promise<{ id: string; container: StartedTestContainer }> {
+  async addNode(
+    env: Record<string, string> = {},
+    waitFor: AppNodeOptions['waitFor'] = 'ready',
+    masterKey = this.masterKey,
+  ): Promise<{ id: string; container: StartedTestContainer }> {
     const id = `node-${this.nextNode++}`;
     const container = await startAppNode(this.network, {
       nodeId: id,
       redisUrl: this.redis.internalUrl,
-      masterKey: this.masterKey,
+      masterKey,
       env: { ...this.env, ...env },
       waitFor,
     });
@@ -186,6 +190,12 @@ export class Cluster {
     const container = this.nodes.get(nodeId);
     if (!container) throw new Error(`no node ${nodeId}`);
     return container.exec(['keyfleet', ...args]);
+  }
+
+  /** Stops one node the way an orchestrator does (SIGTERM, then it drains and exits). */
+  async stopNode(id: string): Promise<void> {
+    await this.nodes.get(id)?.stop({ timeout: 20 });
+    this.nodes.delete(id);
   }
 
   async stop(): Promise<void> {
@@ -236,4 +246,20 @@ export async function runNodeToExit(
   } finally {
     await container.remove({ force: true }).catch(() => undefined);
   }
+}
+
+/** The keyfleet CLI from the repository (what `npx keyfleet` runs), against `redisUrl`. */
+export async function hostCli(args: string[], env: Record<string, string>, input?: string) {
+  const { spawn } = await import('node:child_process');
+  const cli = resolve(import.meta.dirname, '../../dist/cli/main.js');
+  return new Promise<{ exitCode: number; stdout: string; stderr: string }>((done, reject) => {
+    const child = spawn(process.execPath, [cli, ...args], { env: { PATH: process.env.PATH, ...env }, stdio: ['pipe', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (chunk) => (stdout += chunk));
+    child.stderr.on('data', (chunk) => (stderr += chunk));
+    child.on('error', reject);
+    child.on('close', (code) => done({ exitCode: code ?? -1, stdout, stderr }));
+    child.stdin.end(input ?? '');
+  });
 }

@@ -1,0 +1,175 @@
+import { describe, expect, it } from 'vitest';
+import { resolveVerifier } from '../../../app/src/keyring/holder.js';
+import { activeKey } from '../../../app/src/keyring/lifecycle.js';
+import { RingSnapshot } from '../../../app/src/keyring/snapshot.js';
+import {
+  buildRing,
+  caught,
+  FakeClock,
+  FakeStore,
+  loadedHolder,
+  makeHolder,
+  newMasterKey,
+  revokeActive,
+  rotateKey,
+  T0,
+} from '../support/ring.js';
+
+describe('RingHolder.reload', () => {
+  it('holds nothing until loaded, then the ring from the store, announcing the change', async () => {
+    const masterKey = newMasterKey();
+    const store = new FakeStore(await buildRing(masterKey));
+    const holder = makeHolder(store, masterKey, new FakeClock());
+    const changes: number[] = [];
+    holder.on('change', (ring) => changes.push(ring.version));
+    expect(holder.current).toBeUndefined();
+
+    const ring = await holder.reload('test');
+    expect(ring?.version).toBe(1);
+    expect(holder.current).toBe(ring);
+    expect(changes).toEqual([1]);
+  });
+
+  it('keeps the same snapshot, silently, when the version has not moved', async () => {
+    const { holder, ring, store } = await loadedHolder();
+    let changes = 0;
+    holder.on('change', () => changes++);
+    expect(await holder.reload('again')).toBe(ring);
+    expect(store.reads).toBe(2);
+    expect(changes).toBe(0);
+  });
+
+  it('adopts a newer version', async () => {
+    const { holder, store, doc } = await loadedHolder();
+    expect(holder.current?.active('sign')).toBeDefined();
+    store.doc = revokeActive(doc, 'sign', T0);
+    const next = await holder.reload('test');
+    expect(next?.version).toBe(2);
+    expect(holder.current).toBe(next);
+    expect(holder.current?.active('sign')).toBeUndefined();
+  });
+
+  it('keeps serving the ring it holds when the ring is missing from Redis', async () => {
+    const { holder, ring, store } = await loadedHolder();
+    store.doc = null;
+    expect(await holder.reload('test')).toBe(ring);
+    expect(holder.current).toBe(ring);
+  });
+
+  it('keeps serving the ring it holds when Redis fails, unless asked to throw', async () => {
+    const { holder, ring, store } = await loadedHolder();
+    store.failWith = new Error('ECONNREFUSED');
+    expect(await holder.reload('test')).toBe(ring);
+    await expect(holder.reload('start', { throwOnError: true })).rejects.toThrow('ECONNREFUSED');
+    expect(holder.current).toBe(ring);
+  });
+
+  it('refuses, at start, a ring wrapped under another master key', async () => {
+    const store = new FakeStore(await buildRing(newMasterKey()));
+    const holder = makeHolder(store, newMasterKey(), new FakeClock());
+    const error = await caught(() => holder.reload('start', { throwOnError: true }));
+    expect(error.code).toBe('ERR_MASTER_KEY_MISMATCH');
+    expect(holder.current).toBeUndefined();
+  });
+
+  it('shares one read between concurrent callers', async () => {
+    const masterKey = newMasterKey();
+    const store = new FakeStore(await buildRing(masterKey));
+    const holder = makeHolder(store, masterKey, new FakeClock());
+    const [a, b, c] = await Promise.all([holder.reload('a'), holder.reload('b'), holder.reload('c')]);
+    expect(store.reads).toBe(1);
+    expect(a).toBe(b);
+    expect(b).toBe(c);
+  });
+});
+
+describe('RingHolder.reloadIfChanged', () => {
+  it('reads only the version while it has not moved, and the document once it has', async () => {
+    const { holder, store, doc } = await loadedHolder();
+    await holder.reloadIfChanged();
+    expect(store.versionReads).toBe(1);
+    expect(store.reads).toBe(1);
+
+    store.doc = revokeActive(doc, 'cookie', T0);
+    await holder.reloadIfChanged();
+    expect(store.reads).toBe(2);
+    expect(holder.current?.version).toBe(2);
+  });
+});
+
+describe('RingHolder.reloadForUnknownKid', () => {
+  it('reloads at most once per interval (1 s by default) on the injected clock', async () => {
+    const { holder, store, clock } = await loadedHolder();
+    expect(await holder.reloadForUnknownKid()).toBe(true);
+    expect(store.reads).toBe(2);
+    clock.advance(999);
+    expect(await holder.reloadForUnknownKid()).toBe(false);
+    expect(store.reads).toBe(2);
+    clock.advance(1);
+    expect(await holder.reloadForUnknownKid()).toBe(true);
+    expect(store.reads).toBe(3);
+  });
+
+  it('honours a configured interval', async () => {
+    const masterKey = newMasterKey();
+    const store = new FakeStore(await buildRing(masterKey));
+    const clock = new FakeClock();
+    const holder = makeHolder(store, masterKey, clock, 10_000);
+    expect(await holder.reloadForUnknownKid()).toBe(true);
+    clock.advance(9_999);
+    expect(await holder.reloadForUnknownKid()).toBe(false);
+    clock.advance(1);
+    expect(await holder.reloadForUnknownKid()).toBe(true);
+  });
+
+  it('does not throw when the reload fails', async () => {
+    const { holder, store, ring } = await loadedHolder();
+    store.failWith = new Error('down');
+    expect(await holder.reloadForUnknownKid()).toBe(true);
+    expect(holder.current).toBe(ring);
+  });
+});
+
+describe('RingHolder.adopt', () => {
+  it('takes a snapshot this node committed, once', async () => {
+    const { holder, doc, masterKey } = await loadedHolder();
+    const next = await RingSnapshot.open(await rotateKey(doc, 'sign', T0 + 1, masterKey), masterKey, holder.current);
+    let changes = 0;
+    holder.on('change', () => changes++);
+    await holder.adopt(next);
+    await holder.adopt(next);
+    expect(holder.current).toBe(next);
+    expect(changes).toBe(1);
+  });
+});
+
+describe('resolveVerifier', () => {
+  it('returns nothing before the ring is loaded or without a kid', async () => {
+    const masterKey = newMasterKey();
+    const doc = await buildRing(masterKey);
+    const store = new FakeStore(doc);
+    const holder = makeHolder(store, masterKey, new FakeClock());
+    expect(await resolveVerifier(holder, 'sign', activeKey(doc, 'sign')!.kid)).toBeUndefined();
+    expect(store.reads).toBe(0);
+    await holder.reload('test');
+    expect(await resolveVerifier(holder, 'sign', undefined)).toBeUndefined();
+    expect(await resolveVerifier(holder, 'sign', activeKey(doc, 'sign')!.kid)).toBeDefined();
+  });
+
+  it('finds a kid that only a newer ring has, by reloading', async () => {
+    const { holder, store, doc, masterKey } = await loadedHolder();
+    store.doc = await rotateKey(doc, 'sign', T0 + 1, masterKey);
+    const newKid = activeKey(store.doc, 'sign')!.kid;
+    expect(holder.current?.has(newKid)).toBe(false);
+    expect((await resolveVerifier(holder, 'sign', newKid))?.meta.kid).toBe(newKid);
+    expect(holder.current?.version).toBe(2);
+  });
+
+  it('does not reload for a kid the ring already knows, even a revoked one', async () => {
+    const { holder, store, doc } = await loadedHolder();
+    const kid = activeKey(doc, 'sign')!.kid;
+    store.doc = revokeActive(doc, 'sign', T0);
+    expect(await resolveVerifier(holder, 'sign', kid)).toBeDefined(); // still version 1 here
+    expect(store.reads).toBe(1);
+  });
+});
