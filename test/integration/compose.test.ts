@@ -1,0 +1,82 @@
+import { execFile } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { resolve } from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { waitUntil } from '../support/cluster.js';
+import { login, request } from '../support/http.js';
+
+// The demo as users run it: the real compose.yaml, `docker compose up`, then `--scale`.
+// A project name and ports of its own, so it never touches a demo already running.
+
+const run = promisify(execFile);
+const root = resolve(import.meta.dirname, '../..');
+const project = `kftest${randomBytes(3).toString('hex')}`;
+const env = { ...process.env, LB_PORT: '0', STATS_PORT: '0' };
+const compose = (...args: string[]) => run('docker', ['compose', '-p', project, ...args], { cwd: root, env, maxBuffer: 16 << 20 });
+
+async function distinctNodes(url: string, want: number) {
+  const seen = new Set<string>();
+  await waitUntil(async () => {
+    const reply = await request(`${url}/healthz`).catch(() => undefined);
+    if (reply?.status === 200 && reply.node) seen.add(reply.node);
+    return seen.size >= want;
+  }, { timeoutMs: 60_000, what: `${want} nodes behind the balancer (saw ${seen.size})` });
+  return seen;
+}
+
+describe('compose.yaml', () => {
+  let url: string;
+  let statsUrl: string;
+
+  beforeAll(async () => {
+    await compose('up', '-d');
+    const port = async (service: string, inner: number) => (await compose('port', service, String(inner))).stdout.trim().split(':').pop();
+    url = `http://127.0.0.1:${await port('lb', 8080)}`;
+    statsUrl = `http://127.0.0.1:${await port('lb', 8404)}`;
+  });
+  afterAll(async () => {
+    await compose('down', '-v', '--timeout', '5').catch((error) => console.error(error));
+  });
+
+  it('starts three app nodes behind HAProxy, and a login works on all of them', async () => {
+    const nodes = await distinctNodes(url, 3);
+    expect(nodes.size).toBe(3);
+    const me = await login(url);
+    const served = new Set<string>();
+    for (let i = 0; i < 9; i++) {
+      const reply = await request(`${url}/me`, { headers: { authorization: `Bearer ${me.token}` } });
+      expect(reply.status).toBe(200);
+      served.add(reply.node!);
+    }
+    expect(served).toEqual(nodes);
+  });
+
+  it('serves the HAProxy stats page', async () => {
+    const stats = await request(`${statsUrl}/;csv`);
+    expect(stats.status).toBe(200);
+    expect(stats.body).toMatch(/^app,app1,/m);
+  });
+
+  it('picks up `--scale app=5` without touching the balancer config', async () => {
+    const before = await login(url);
+    await compose('up', '-d', '--scale', 'app=5', '--no-recreate');
+    const nodes = await distinctNodes(url, 5);
+    expect(nodes.size).toBe(5);
+    // The new nodes accept what was minted before they existed.
+    const served = new Set<string>();
+    for (let i = 0; i < 15; i++) {
+      const reply = await request(`${url}/me`, { headers: { cookie: before.sidCookie } });
+      expect(reply.status).toBe(200);
+      served.add(reply.node!);
+    }
+    expect(served.size).toBe(5);
+  });
+
+  it('runs the keyfleet CLI on PATH in the app image', async () => {
+    const { stdout } = await compose('exec', '-T', 'app', 'keyfleet', '--json', 'status');
+    const status = JSON.parse(stdout);
+    expect(status.nodes).toHaveLength(5);
+    expect(status.primary).toEqual(expect.any(String));
+  });
+});
