@@ -73,10 +73,26 @@ describe('compose.yaml', () => {
     expect(served.size).toBe(5);
   });
 
-  it('runs the keyfleet CLI on PATH in the app image', async () => {
+  it('runs the keyfleet CLI on PATH in the app image, and backup works through it', async () => {
     const { stdout } = await compose('exec', '-T', 'app', 'keyfleet', '--json', 'status');
     const status = JSON.parse(stdout);
     expect(status.nodes).toHaveLength(5);
     expect(status.primary).toEqual(expect.any(String));
+    const backup = await compose('exec', '-T', 'app', 'keyfleet', 'backup');
+    expect(JSON.parse(backup.stdout).keys).toHaveLength(3);
+  });
+
+  it('scales back down under traffic without failing a request', async () => {
+    const { startTraffic } = await import('../support/traffic.js');
+    const traffic = startTraffic(url, { workers: 3 });
+    await waitUntil(() => traffic.report.sent >= 50, { what: 'traffic before scaling down' });
+    await compose('up', '-d', '--scale', 'app=3', '--no-recreate');
+    const sentAtScale = traffic.report.sent;
+    await waitUntil(() => traffic.report.sent >= sentAtScale + 100, { what: 'traffic after scaling down' });
+    const report = await traffic.stop();
+    console.log(`[figures] scale 5 -> 3 under traffic: ${report.sent} requests, ${report.failed} failed`);
+    expect(report.failures).toEqual([]);
+    const { stdout } = await compose('ps', '--format', 'json', 'app');
+    expect(stdout.trim().split('\n').filter(Boolean)).toHaveLength(3);
   });
 });

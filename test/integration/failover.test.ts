@@ -55,6 +55,27 @@ describe('primary election', () => {
     }
   });
 
+  it('rotates on schedule and deletes retired keys once nothing they minted can be valid', async () => {
+    cluster = await Cluster.start({
+      nodes: 2,
+      env: { KEY_ROTATION_INTERVAL: '2s', TOKEN_TTL: '2s', SESSION_TTL: '3s', CLOCK_SKEW: '1s' },
+    });
+    const c = cluster;
+    const before = await login(c.url);
+    const admin = c.redis.admin();
+    const actions = async () => (await admin.xrange('keyfleet:audit', '-', '+')).map(([, f]) => `${f[f.indexOf('actor') + 1]}:${f[f.indexOf('action') + 1]}`);
+    try {
+      await waitUntil(async () => (await actions()).filter((a) => a === 'schedule:activate').length >= 3, { what: 'a scheduled rotation of every purpose' });
+      // Still valid: minted before the rotation, not yet expired.
+      expect((await request(`${c.url}/me`, { headers: { cookie: before.authCookie } })).status).toBe(200);
+      await waitUntil(async () => (await actions()).some((a) => a.endsWith(':delete')), { timeoutMs: 30_000, what: 'a retired key to be deleted' });
+      const ring = JSON.parse((await admin.get('keyfleet:ring'))!);
+      for (const key of ring.keys) if (key.state === 'retired') expect(key.deleteAfter).toBeGreaterThan(Date.now() - 2_000);
+    } finally {
+      admin.disconnect();
+    }
+  });
+
   it('two nodes forced to primary keep one consistent ring and fail no request', async () => {
     cluster = await Cluster.start({ nodes: 2, env: { NODE_ROLE: 'primary' } });
     const c = cluster;
