@@ -1,7 +1,7 @@
 import { decodeProtectedHeader } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Cluster, waitUntil } from '../support/cluster.js';
-import { login, request } from '../support/http.js';
+import { credentialHeaders, login, request } from '../support/http.js';
 import { startTraffic } from '../support/traffic.js';
 
 // Issue 3: rotation, revocation and failover, through the real balancer and the real CLI.
@@ -71,7 +71,7 @@ describe('key lifecycle on a running cluster', () => {
       expect(previous?.state).toBe('retired');
     }
     // Minted before the rotation: still good everywhere.
-    for (const headers of [{ authorization: `Bearer ${before.token}` }, { cookie: before.authCookie }, { cookie: before.sidCookie }]) {
+    for (const headers of (['token', 'cookie', 'session'] as const).map((kind) => credentialHeaders(kind, before))) {
       for (let i = 0; i < 6; i++) expect((await request(`${cluster.url}/me`, { headers })).status).toBe(200);
     }
     // Minted after: the new key id.

@@ -3,14 +3,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Cluster, hostCli, randomMasterKey, waitUntil } from '../support/cluster.js';
-import { login, request, type LoginResult } from '../support/http.js';
+import { credentialHeaders, login, request, type LoginResult } from '../support/http.js';
 
 // Issue 3: losing Redis, backup and restore, and rotating the master key. The CLI runs
 // from the repository here (what `npx keyfleet` runs), as an operator's laptop would.
 
 async function acceptedEverywhere(cluster: Cluster, who: LoginResult, kinds: ('token' | 'cookie' | 'session')[] = ['token', 'cookie']) {
   for (const kind of kinds) {
-    const headers = kind === 'token' ? { authorization: `Bearer ${who.token}` } : { cookie: kind === 'cookie' ? who.authCookie : who.sidCookie };
+    const headers = credentialHeaders(kind, who);
     const nodes = new Set<string>();
     for (let i = 0; i < 3 * cluster.nodes.size; i++) {
       const reply = await request(`${cluster.url}/me`, { headers });

@@ -42,3 +42,11 @@ export async function login(baseUrl: string, username = 'demo', password = 'demo
   };
   return { token: body.token, authCookie: pick('auth'), sidCookie: pick('sid'), node: body.node };
 }
+
+export type CredentialKind = 'token' | 'cookie' | 'session';
+
+/** The request headers that present one kind of credential from a login. */
+export function credentialHeaders(kind: CredentialKind, who: LoginResult): Record<string, string> {
+  if (kind === 'token') return { authorization: `Bearer ${who.token}` };
+  return { cookie: kind === 'cookie' ? who.authCookie : who.sidCookie };
+}

@@ -1,4 +1,4 @@
-import { login, request, type LoginResult } from './http.js';
+import { credentialHeaders, login, request, type LoginResult } from './http.js';
 
 export interface TrafficReport {
   sent: number;
@@ -41,8 +41,7 @@ export function startTraffic(baseUrl: string, { workers = 4, maxMs = 120_000, ma
         }
       }
       const kind = (['token', 'cookie', 'session'] as const)[(i + index) % 3]!;
-      const headers =
-        kind === 'token' ? { authorization: `Bearer ${session.token}` } : { cookie: kind === 'cookie' ? session.authCookie : session.sidCookie };
+      const headers = credentialHeaders(kind, session);
       try {
         const reply = await request(`${baseUrl}/me`, { headers });
         note(kind, reply.status === 200 && reply.body.via === kind, `${reply.status} ${JSON.stringify(reply.body)} from ${reply.node}`, reply.node);

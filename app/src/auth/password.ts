@@ -10,6 +10,8 @@ export interface PasswordHash {
 }
 
 const DEFAULTS = { N: 32768, r: 8, p: 1, keyLength: 32 };
+const MIN_SALT_BYTES = 16;
+const MIN_HASH_BYTES = 32;
 
 function derive(password: string, salt: Buffer, N: number, r: number, p: number, keyLength: number) {
   return new Promise<Buffer>((resolve, reject) =>
@@ -31,11 +33,17 @@ export function parsePasswordHash(text: string): PasswordHash | undefined {
   const match = /^scrypt\.(\d+)\.(\d+)\.(\d+)\.([A-Za-z0-9_-]+)\.([A-Za-z0-9_-]+)$/.exec(text.trim());
   if (!match) return undefined;
   const [N, r, p] = [Number(match[1]), Number(match[2]), Number(match[3])];
-  if (N < 2 || (N & (N - 1)) !== 0 || r < 1 || p < 1) return undefined;
-  return { N, r, p, salt: Buffer.from(match[4]!, 'base64url'), hash: Buffer.from(match[5]!, 'base64url') };
+  // Bounded so a configured hash cannot make every login run out of memory.
+  if (N < 1024 || N > 2 ** 20 || !Number.isInteger(Math.log2(N)) || r < 1 || r > 32 || p < 1 || p > 16) return undefined;
+  const salt = Buffer.from(match[4]!, 'base64url');
+  const hash = Buffer.from(match[5]!, 'base64url');
+  // A short hash would make any password match (timingSafeEqual of two empty buffers).
+  if (salt.length < MIN_SALT_BYTES || hash.length < MIN_HASH_BYTES) return undefined;
+  return { N, r, p, salt, hash };
 }
 
 export async function verifyPassword(password: string, stored: PasswordHash): Promise<boolean> {
+  if (stored.hash.length < MIN_HASH_BYTES) return false;
   const candidate = await derive(password, stored.salt, stored.N, stored.r, stored.p, stored.hash.length);
   return timingSafeEqual(candidate, stored.hash);
 }

@@ -63,3 +63,22 @@ describe('parsePasswordHash', () => {
     expect(parsePasswordHash(text)).toBeUndefined();
   });
 });
+
+describe('hashes too short to mean anything', () => {
+  it('are refused when parsed: a zero-byte hash would match any password', () => {
+    expect(parsePasswordHash('scrypt.32768.8.1.A.A')).toBeUndefined();
+    expect(parsePasswordHash('scrypt.32768.8.1.AA.AA')).toBeUndefined();
+    expect(parsePasswordHash(`scrypt.32768.8.1.${'A'.repeat(22)}.${'A'.repeat(20)}`)).toBeUndefined();
+  });
+
+  it('never verify', async () => {
+    expect(await verifyPassword('x', { N: 1024, r: 8, p: 1, salt: Buffer.alloc(16), hash: Buffer.alloc(0) })).toBe(false);
+  });
+
+  it('bounds N so a configured hash cannot exhaust memory at login', () => {
+    const tail = `${'A'.repeat(22)}.${'A'.repeat(43)}`;
+    expect(parsePasswordHash(`scrypt.4294967297.8.1.${tail}`)).toBeUndefined();
+    expect(parsePasswordHash(`scrypt.${2 ** 21}.8.1.${tail}`)).toBeUndefined();
+    expect(parsePasswordHash(`scrypt.32768.8.1.${tail}`)).toBeDefined();
+  });
+});

@@ -31,3 +31,10 @@ describe('formatDuration', () => {
     expect(formatDuration(86_400_000)).toBe('1d');
   });
 });
+
+describe('zero', () => {
+  it('is not a duration, with or without a unit', () => {
+    expect(parseDuration('0')).toBeUndefined();
+    expect(parseDuration('0s')).toBeUndefined();
+  });
+});
