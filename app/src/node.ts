@@ -6,7 +6,9 @@ import { publishBeat, removeBeat } from './cluster/heartbeat.js';
 import { Lease } from './cluster/lease.js';
 import { PrimaryDuty } from './cluster/primary.js';
 import { createApp } from './http/app.js';
+import { localRing, staticRing } from './keyring/fixed.js';
 import { RingHolder } from './keyring/holder.js';
+import { RingSnapshot } from './keyring/snapshot.js';
 import { RingStore } from './keyring/store.js';
 import { RingWriter } from './keyring/writer.js';
 import { systemClock, type Clock } from './lib/clock.js';
@@ -103,8 +105,18 @@ export class KeyfleetNode {
 
   /** Loads the ring (a wrong master key throws here) and starts the background duties. */
   async start(): Promise<void> {
-    await this.holder.start();
-    await this.primary.tick();
+    const { keyringMode, masterKey, staticSecret } = this.config;
+    if (keyringMode === 'shared') {
+      await this.holder.start();
+      await this.primary.tick();
+    } else {
+      const now = this.clock.now();
+      const doc = keyringMode === 'local' ? await localRing(masterKey, now) : staticRing(staticSecret!, masterKey, now);
+      await this.holder.adopt(await RingSnapshot.open(doc, masterKey));
+      this.log.warn({ keyringMode }, keyringMode === 'local'
+        ? 'KEYRING_MODE=local: this node uses keys of its own; other nodes will not accept what it mints'
+        : 'KEYRING_MODE=static: keys derived from STATIC_SECRET; no rotation, no revocation');
+    }
     await this.beat();
     const every = (ms: number, fn: () => Promise<void>) => {
       const timer = setInterval(() => void fn().catch(() => undefined), ms);
@@ -113,7 +125,7 @@ export class KeyfleetNode {
     };
     // The holder renews, and the others try for a free lease, every half second (or TTL/4 if
     // shorter): a dead primary's lease is taken over within about one TTL of its last renewal.
-    every(leaseTickMs(this.config.leaseTtlMs), () => this.primary.tick());
+    if (keyringMode === 'shared') every(leaseTickMs(this.config.leaseTtlMs), () => this.primary.tick());
     every(this.config.heartbeatIntervalMs, () => this.beat());
   }
 

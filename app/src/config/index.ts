@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { z } from 'zod';
@@ -6,9 +7,18 @@ import { parseDuration } from '../lib/duration.js';
 import { parsePasswordHash, type PasswordHash } from '../auth/password.js';
 
 export type NodeRole = 'auto' | 'primary' | 'secondary';
+/**
+ * Where keys come from. `shared`: the key ring in Redis (what keyfleet is for). The other
+ * two exist to be measured against: `local` is the broken web farm (each node generates its
+ * own keys at start-up), `static` the copy-one-secret-everywhere practice (keys derived
+ * from STATIC_SECRET, never rotated).
+ */
+export type KeyringMode = 'shared' | 'local' | 'static';
 
 export interface Config {
   redisUrl: string;
+  keyringMode: KeyringMode;
+  staticSecret?: string;
   masterKey: Buffer;
   nodeRole: NodeRole;
   nodeId: string;
@@ -71,6 +81,8 @@ const schema = z.object({
     .string({ error: 'is required (redis://user:pass@host:6379/0)' })
     .refine((url) => /^rediss?:\/\/[^/]+/.test(url), 'must be a redis:// or rediss:// URL'),
   KEYRING_MASTER_KEY: masterKey,
+  KEYRING_MODE: z.enum(['shared', 'local', 'static']).default('shared'),
+  STATIC_SECRET: z.string().min(32, 'must be at least 32 characters').optional(),
   NODE_ROLE: z.enum(['auto', 'primary', 'secondary']).default('auto'),
   NODE_ID: z
     .string()
@@ -114,6 +126,9 @@ export function loadConfig(env: Env = process.env): Config {
       problems.push(`KEYRING_MASTER_KEY_FILE: cannot read ${input.KEYRING_MASTER_KEY_FILE} (${(error as NodeJS.ErrnoException).code})`);
       masterKeyReported = true;
     }
+  } else if (!input.KEYRING_MASTER_KEY && (input.KEYRING_MODE ?? 'shared') !== 'shared') {
+    // No ring in Redis to encrypt: a per-process key keeps the in-memory ring uniform.
+    input.KEYRING_MASTER_KEY = randomBytes(32).toString('base64');
   } else if (!input.KEYRING_MASTER_KEY) {
     problems.push('KEYRING_MASTER_KEY or KEYRING_MASTER_KEY_FILE: one is required (32 bytes, base64)');
     masterKeyReported = true;
@@ -131,11 +146,16 @@ export function loadConfig(env: Env = process.env): Config {
   if (problems.length > 0 || !parsed.success) throw new ConfigError(problems);
 
   const c = parsed.data;
+  if (c.KEYRING_MODE === 'static' && !c.STATIC_SECRET) {
+    throw new ConfigError(['STATIC_SECRET: is required with KEYRING_MODE=static']);
+  }
   if (c.LEASE_TTL < 3 * c.HEARTBEAT_INTERVAL) {
     throw new ConfigError(['LEASE_TTL: must be at least three HEARTBEAT_INTERVALs']);
   }
   return {
     redisUrl: c.REDIS_URL,
+    keyringMode: c.KEYRING_MODE,
+    ...(c.STATIC_SECRET ? { staticSecret: c.STATIC_SECRET } : {}),
     masterKey: c.KEYRING_MASTER_KEY,
     nodeRole: c.NODE_ROLE,
     nodeId: c.NODE_ID,
