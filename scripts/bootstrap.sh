@@ -140,6 +140,26 @@ ensure_master_key() {
   done
 }
 
+# --- TLS certificate for the balancer ------------------------------------------------------
+# Self-signed for localhost and 127.0.0.1, made once. A real certificate is a file swap:
+# put its chain and key, PEM, in secrets/tls/haproxy.pem (certificate first).
+ensure_tls_certificate() {
+  local dir=secrets/tls
+  [ -s "$dir/haproxy.pem" ] && return
+  command -v openssl >/dev/null 2>&1 || apt_install openssl
+  say "generating a self-signed TLS certificate for the balancer ($dir/cert.pem)"
+  mkdir -p "$dir"
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 825 \
+    -subj "/CN=localhost/O=keyfleet demo" \
+    -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" \
+    -addext "basicConstraints=critical,CA:TRUE" \
+    -keyout "$dir/key.pem" -out "$dir/cert.pem" 2>/dev/null
+  cat "$dir/cert.pem" "$dir/key.pem" >"$dir/haproxy.pem"
+  rm -f "$dir/key.pem"
+  # Read by the haproxy user inside the container through the bind mount.
+  chmod 644 "$dir/haproxy.pem" "$dir/cert.pem"
+}
+
 # --- App and images ------------------------------------------------------------------------
 build_app() {
   if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
@@ -172,6 +192,7 @@ ensure_docker
 ensure_base_image
 ensure_compose
 ensure_master_key
+ensure_tls_certificate
 if [ "$BUILD" -eq 1 ]; then
   build_app
   build_images

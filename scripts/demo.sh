@@ -2,19 +2,31 @@
 # npm run demo: bootstrap, bring the cluster up, show a login following you across nodes.
 #   npm run demo                 3 app nodes
 #   npm run demo -- --scale 5    5 app nodes
+#   npm run demo -- --broken     the web-farm bug keyfleet ends: each node with its own keys
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 scale=3
+export KEYRING_MODE=shared
 while [ $# -gt 0 ]; do
   case "$1" in
     --scale) scale=$2; shift 2 ;;
-    *) echo "demo: unknown option $1 (try --scale N)" >&2; exit 2 ;;
+    --broken) KEYRING_MODE=local; shift ;;
+    *) echo "demo: unknown option $1 (try --scale N, --broken)" >&2; exit 2 ;;
   esac
 done
 
 bash scripts/bootstrap.sh
+# Compose recreates the app nodes when KEYRING_MODE changes between runs.
 docker compose up -d --scale "app=$scale"
+if [ "$KEYRING_MODE" = local ]; then
+  cat <<'BROKEN'
+
+*** BROKEN FARM (KEYRING_MODE=local): every node generated keys of its own at start-up. ***
+A login made on one node is refused by the others: watch the /me calls below flap between
+200 and 401 as the balancer moves you. Run `npm run demo` again for the fix: one key ring.
+BROKEN
+fi
 port=$(grep -s '^LB_PORT=' .env | cut -d= -f2); port=${port:-8080}
 base="http://127.0.0.1:$port"
 
@@ -33,7 +45,7 @@ token=$(curl -s -H 'content-type: application/json' -d '{"username":"demo","pass
 echo
 echo "Logged in as demo once; the same token on the next requests:"
 for _ in $(seq 1 "$scale"); do
-  echo "  $(curl -s -H "authorization: Bearer $token" "$base/me")"
+  echo "  $(curl -s -w '  (HTTP %{http_code})' -H "authorization: Bearer $token" "$base/me")"
 done
 
 cat <<TOUR

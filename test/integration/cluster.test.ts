@@ -1,7 +1,7 @@
 import { createLocalJWKSet, jwtVerify } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Cluster } from '../support/cluster.js';
-import { login, request, type LoginResult } from '../support/http.js';
+import { credentialHeaders, login, probeAcrossNodes, request, type LoginResult } from '../support/http.js';
 
 // Issue 2's acceptance: credentials minted on one node are accepted by every node, through
 // the real balancer, and bad ones are refused everywhere with a 401 and a JSON code.
@@ -20,29 +20,19 @@ describe('a three-node cluster behind HAProxy', () => {
     await cluster?.stop();
   });
 
-  const credentials = {
-    token: () => ({ authorization: `Bearer ${session.token}` }),
-    cookie: () => ({ cookie: session.authCookie }),
-    session: () => ({ cookie: session.sidCookie }),
-  } as const;
-
   for (const via of ['token', 'cookie', 'session'] as const) {
     it(`accepts a ${via} minted on one node on every node (${ROUNDS} requests)`, async () => {
-      const nodes = new Map<string, number>();
-      for (let i = 0; i < ROUNDS; i++) {
-        const reply = await request(`${cluster.url}/me`, { headers: credentials[via]() });
-        expect(reply.status, JSON.stringify(reply.body)).toBe(200);
-        expect(reply.body).toMatchObject({ user: 'demo', via, node: reply.node });
-        nodes.set(reply.node!, (nodes.get(reply.node!) ?? 0) + 1);
-      }
-      expect(nodes.size).toBeGreaterThanOrEqual(3);
-      expect([...nodes.keys()]).toContain(session.node);
+      const result = await probeAcrossNodes(cluster.url, via, session, ROUNDS);
+      expect(result.rejected).toBe(0);
+      expect(result.accepted).toBe(ROUNDS);
+      expect(result.byNode.size).toBeGreaterThanOrEqual(3);
+      expect([...result.byNode.keys()]).toContain(session.node);
     });
   }
 
   it('counts session visits on whichever node serves them', async () => {
-    const first = await request(`${cluster.url}/me`, { headers: credentials.session() });
-    const second = await request(`${cluster.url}/me`, { headers: credentials.session() });
+    const first = await request(`${cluster.url}/me`, { headers: credentialHeaders('session', session) });
+    const second = await request(`${cluster.url}/me`, { headers: credentialHeaders('session', session) });
     expect(second.body.visits).toBe(first.body.visits + 1);
     expect(second.node).not.toBe(first.node);
     expect(second.body.nodesSeen.length).toBeGreaterThanOrEqual(3);

@@ -12,7 +12,7 @@ import { login, request } from '../support/http.js';
 const run = promisify(execFile);
 const root = resolve(import.meta.dirname, '../..');
 const project = `kftest${randomBytes(3).toString('hex')}`;
-const env = { ...process.env, LB_PORT: '0', STATS_PORT: '0' };
+const env = { ...process.env, LB_PORT: '0', LB_TLS_PORT: '0', STATS_PORT: '0' };
 const compose = (...args: string[]) => run('docker', ['compose', '-p', project, ...args], { cwd: root, env, maxBuffer: 16 << 20 });
 
 async function distinctNodes(url: string, want: number) {

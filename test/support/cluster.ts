@@ -102,11 +102,16 @@ export async function startAppNode(network: StartedNetwork, options: AppNodeOpti
   return container.start();
 }
 
-export async function startBalancer(network: StartedNetwork): Promise<StartedTestContainer> {
+/** The balancer's certificate, made once by scripts/bootstrap.sh (self-signed, its own CA). */
+export const TLS_DIR = resolve(import.meta.dirname, '../../secrets/tls');
+
+export async function startBalancer(network: StartedNetwork, env: Record<string, string> = {}): Promise<StartedTestContainer> {
   return new GenericContainer(IMAGES.lb)
     .withNetwork(network)
     .withNetworkAliases('lb')
-    .withExposedPorts(8080, 8404)
+    .withEnvironment(env)
+    .withCopyFilesToContainer([{ source: `${TLS_DIR}/haproxy.pem`, target: '/usr/local/etc/haproxy/certs/keyfleet.pem', mode: 0o644 }])
+    .withExposedPorts(8080, 8443, 8404)
     .withWaitStrategy(Wait.forListeningPorts())
     .withStartupTimeout(startupTimeoutMs)
     .start();
@@ -115,6 +120,7 @@ export async function startBalancer(network: StartedNetwork): Promise<StartedTes
 export interface ClusterOptions {
   nodes?: number;
   env?: Record<string, string>;
+  balancerEnv?: Record<string, string>;
 }
 
 /** Redis, N app nodes and HAProxy, as compose.yaml runs them. */
@@ -135,11 +141,15 @@ export class Cluster {
     return `http://${this.lb.getHost()}:${this.lb.getMappedPort(8080)}`;
   }
 
+  get tlsUrl(): string {
+    return `https://localhost:${this.lb.getMappedPort(8443)}`;
+  }
+
   get statsUrl(): string {
     return `http://${this.lb.getHost()}:${this.lb.getMappedPort(8404)}`;
   }
 
-  static async start({ nodes = 3, env = {} }: ClusterOptions = {}): Promise<Cluster> {
+  static async start({ nodes = 3, env = {}, balancerEnv = {} }: ClusterOptions = {}): Promise<Cluster> {
     const network = await new Network().start();
     let cluster: Cluster | undefined;
     try {
@@ -148,7 +158,7 @@ export class Cluster {
       // The first node creates the ring; the others then start side by side.
       await cluster.addNode();
       await Promise.all(Array.from({ length: nodes - 1 }, () => cluster!.addNode()));
-      cluster.lb = await startBalancer(network);
+      cluster.lb = await startBalancer(network, balancerEnv);
       await cluster.waitForBalancer(nodes);
       return cluster;
     } catch (error) {
@@ -174,15 +184,18 @@ export class Cluster {
     return { id, container };
   }
 
-  /** Until the balancer has served `count` distinct nodes (its DNS discovery and checks are live). */
+  /** Until the balancer counts `count` app servers UP (its DNS discovery and health checks are live). */
   async waitForBalancer(count: number, timeoutMs = 30_000): Promise<void> {
-    const seen = new Set<string>();
+    let up = 0;
     await waitUntil(async () => {
-      const response = await fetch(`${this.url}/healthz`).catch(() => undefined);
-      const node = response?.headers.get('x-node-id');
-      if (response?.status === 200 && node) seen.add(node);
-      return seen.size >= count;
-    }, { timeoutMs, what: `balancer to reach ${count} nodes (saw ${[...seen].join(', ') || 'none'})` });
+      const csv = await fetch(`${this.statsUrl}/;csv`).then((r) => r.text()).catch(() => '');
+      // HAProxy's CSV: pxname, svname, ..., status is the 18th column.
+      up = csv.split('\n').filter((line) => {
+        const cells = line.split(',');
+        return cells[0] === 'app' && cells[1]?.startsWith('app') && cells[17] === 'UP';
+      }).length;
+      return up === count;
+    }, { timeoutMs, what: `the balancer to count ${count} nodes UP (has ${up})` });
   }
 
   /** Runs the keyfleet CLI inside a node's container, as operators do. */

@@ -50,3 +50,30 @@ export function credentialHeaders(kind: CredentialKind, who: LoginResult): Recor
   if (kind === 'token') return { authorization: `Bearer ${who.token}` };
   return { cookie: kind === 'cookie' ? who.authCookie : who.sidCookie };
 }
+
+export interface CrossNodeResult {
+  accepted: number;
+  rejected: number;
+  /** node -> [accepted, rejected] */
+  byNode: Map<string, [number, number]>;
+}
+
+/**
+ * Presents one credential `rounds` times through the balancer and counts, per node, what
+ * was accepted. The same probe runs against the shared ring (everything accepted) and the
+ * per-node farm (most refused), so a suite that could not tell them apart would fail.
+ */
+export async function probeAcrossNodes(baseUrl: string, kind: CredentialKind, who: LoginResult, rounds: number): Promise<CrossNodeResult> {
+  const result: CrossNodeResult = { accepted: 0, rejected: 0, byNode: new Map() };
+  for (let i = 0; i < rounds; i++) {
+    const reply = await request(`${baseUrl}/me`, { headers: credentialHeaders(kind, who) });
+    const ok = reply.status === 200 && reply.body.user === 'demo' && reply.body.via === kind;
+    if (!ok && reply.status !== 401) throw new Error(`unexpected ${reply.status} from ${reply.node}: ${JSON.stringify(reply.body)}`);
+    const counts = result.byNode.get(reply.node!) ?? [0, 0];
+    counts[ok ? 0 : 1]++;
+    result.byNode.set(reply.node!, counts);
+    if (ok) result.accepted++;
+    else result.rejected++;
+  }
+  return result;
+}
