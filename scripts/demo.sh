@@ -50,15 +50,21 @@ done
 
 cat <<TOUR
 
-keyfleet is up.
-  page            $base/                (log in as demo / demo-password, then reload)
-  health          $base/healthz
-  JWKS            $base/.well-known/jwks.json
+keyfleet is up: $scale nodes behind HAProxy.
+  page            $base/            log in (the demo account is prefilled), then reload
+  dashboard       $base/dashboard   nodes, keys per purpose, audit; live (same login)
   HAProxy stats   http://127.0.0.1:8404/
+  health, JWKS    $base/healthz   $base/.well-known/jwks.json
 
 A short tour:
-  docker compose exec app keyfleet status         nodes, keys, the primary
-  docker compose exec app keyfleet rotate         new keys, nobody logged out
-  docker compose up -d --scale app=5              watch two nodes join (stats page)
-  docker compose down                             stop (add -v to forget the ring)
+  1. Open the page, log in, and reload a few times: the node changes with every
+     reload, you stay logged in, and the visit counter rises on whichever node serves you.
+  2. Keep the dashboard open next to it, then rotate the keys:
+       docker compose exec app keyfleet rotate
+     A new key is staged, becomes active within milliseconds once every node holds it,
+     and the old one is retired; the audit list shows each step. Reload: still logged in.
+  3. Add nodes, and watch them join the dashboard (and the stats page):
+       docker compose up -d --scale app=5
+  More: docker compose exec app keyfleet status    the same view in a terminal
+        docker compose down                        stop (add -v to forget the ring)
 TOUR

@@ -5,6 +5,7 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 bash scripts/bootstrap.sh
+bash scripts/ensure-chromium.sh  # the browser tests drive Debian's Chromium
 # Ryuk (testcontainers' reaper) cannot be pulled here; every test stops what it starts.
 export TESTCONTAINERS_RYUK_DISABLED=true
 

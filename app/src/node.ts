@@ -6,6 +6,7 @@ import { publishBeat, removeBeat } from './cluster/heartbeat.js';
 import { Lease } from './cluster/lease.js';
 import { PrimaryDuty } from './cluster/primary.js';
 import { createApp } from './http/app.js';
+import { redisSource } from './http/dashboard.js';
 import { localRing, staticRing } from './keyring/fixed.js';
 import { RingHolder } from './keyring/holder.js';
 import { RingSnapshot } from './keyring/snapshot.js';
@@ -98,6 +99,12 @@ export class KeyfleetNode {
       clock,
       log: log.child({ component: 'http' }),
       isDraining: () => this.draining,
+      dashboard: {
+        mode: config.dashboard,
+        token: config.dashboardToken,
+        source: redisSource(this.redis, this.store),
+        heartbeatIntervalMs: config.heartbeatIntervalMs,
+      },
     });
     // Confirm a new ring version at once: rotation waits on these heartbeats.
     this.holder.on('change', () => void this.beat());

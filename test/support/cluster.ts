@@ -207,7 +207,7 @@ export class Cluster {
 
   /** Stops one node the way an orchestrator does (SIGTERM, then it drains and exits). */
   async stopNode(id: string): Promise<void> {
-    await this.nodes.get(id)?.stop({ timeout: 20 });
+    await this.nodes.get(id)?.stop({ timeout: 20_000 }); // ms: SIGTERM, SIGKILL only after 20 s
     this.nodes.delete(id);
   }
 

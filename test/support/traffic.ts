@@ -4,6 +4,8 @@ export interface TrafficReport {
   sent: number;
   failed: number;
   failures: string[];
+  /** When each failure happened (ms since the epoch). */
+  failureTimes: number[];
   nodes: Set<string>;
   byKind: Record<string, number>;
 }
@@ -14,7 +16,7 @@ export interface TrafficReport {
  * when told, or after `maxMs` or `maxRequests`, whichever comes first.
  */
 export function startTraffic(baseUrl: string, { workers = 4, maxMs = 120_000, maxRequests = 200_000 } = {}) {
-  const report: TrafficReport = { sent: 0, failed: 0, failures: [], nodes: new Set(), byKind: {} };
+  const report: TrafficReport = { sent: 0, failed: 0, failures: [], failureTimes: [], nodes: new Set(), byKind: {} };
   let stopping = false;
   const deadline = Date.now() + maxMs;
 
@@ -24,6 +26,7 @@ export function startTraffic(baseUrl: string, { workers = 4, maxMs = 120_000, ma
     if (node) report.nodes.add(node);
     if (!ok) {
       report.failed++;
+      report.failureTimes.push(Date.now());
       if (report.failures.length < 20) report.failures.push(`${kind}: ${detail}`);
     }
   };

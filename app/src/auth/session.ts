@@ -41,6 +41,11 @@ export function sessionMiddleware(redis: Redis, holder: RingHolder, ttlMs: numbe
     cookie: { httpOnly: true, sameSite: 'lax', secure: 'auto', maxAge: ttlMs, path: '/' },
   });
   return (req, res, next) => {
+    // While Redis is away, say so at once rather than queue behind reconnection attempts.
+    if (redis.status !== 'ready') {
+      next(unavailable('ERR_SESSION_STORE_UNAVAILABLE', 'the session store is unavailable'));
+      return;
+    }
     handler(req, res, (error?: unknown) => {
       if (error) next(unavailable('ERR_SESSION_STORE_UNAVAILABLE', 'the session store is unavailable'));
       else next();

@@ -7,6 +7,9 @@ import { parseDuration } from '../lib/duration.js';
 import { parsePasswordHash, type PasswordHash } from '../auth/password.js';
 
 export type NodeRole = 'auto' | 'primary' | 'secondary';
+/** Who may see /dashboard: nobody (404), anyone, holders of DASHBOARD_TOKEN, or anyone logged in. */
+export const DASHBOARD_MODES = ['off', 'public', 'token', 'login'] as const;
+export type DashboardMode = (typeof DASHBOARD_MODES)[number];
 /**
  * Where keys come from. `shared`: the key ring in Redis (what keyfleet is for). The other
  * two exist to be measured against: `local` is the broken web farm (each node generates its
@@ -35,6 +38,8 @@ export interface Config {
   shutdownDrainMs: number;
   trustProxy: string | boolean;
   logLevel: string;
+  dashboard: DashboardMode;
+  dashboardToken?: string;
 }
 
 const duration = (fallback: string) =>
@@ -101,6 +106,8 @@ const schema = z.object({
   SHUTDOWN_DRAIN: duration('3s'),
   TRUST_PROXY: z.string().default('loopback, linklocal, uniquelocal'),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  DASHBOARD: z.enum(DASHBOARD_MODES).default('off'),
+  DASHBOARD_TOKEN: z.string().min(32, 'must be at least 32 characters (openssl rand -base64 32)').optional(),
 });
 
 type Env = Record<string, string | undefined>;
@@ -149,6 +156,9 @@ export function loadConfig(env: Env = process.env): Config {
   if (c.KEYRING_MODE === 'static' && !c.STATIC_SECRET) {
     throw new ConfigError(['STATIC_SECRET: is required with KEYRING_MODE=static']);
   }
+  if (c.DASHBOARD === 'token' && !c.DASHBOARD_TOKEN) {
+    throw new ConfigError(['DASHBOARD_TOKEN: is required with DASHBOARD=token']);
+  }
   if (c.LEASE_TTL < 3 * c.HEARTBEAT_INTERVAL) {
     throw new ConfigError(['LEASE_TTL: must be at least three HEARTBEAT_INTERVALs']);
   }
@@ -172,5 +182,7 @@ export function loadConfig(env: Env = process.env): Config {
     shutdownDrainMs: c.SHUTDOWN_DRAIN,
     trustProxy: c.TRUST_PROXY === 'true' ? true : c.TRUST_PROXY === 'false' ? false : c.TRUST_PROXY,
     logLevel: c.LOG_LEVEL,
+    dashboard: c.DASHBOARD,
+    ...(c.DASHBOARD_TOKEN ? { dashboardToken: c.DASHBOARD_TOKEN } : {}),
   };
 }

@@ -8,9 +8,11 @@ import { mintAccessToken, verifyAccessToken } from '../auth/tokens.js';
 import { authenticate, type UserDirectory } from '../auth/users.js';
 import type { RingHolder } from '../keyring/holder.js';
 import type { Clock } from '../lib/clock.js';
-import { badRequest, unauthorized, unavailable } from '../lib/errors.js';
+import { KeyfleetError, badRequest, unauthorized, unavailable } from '../lib/errors.js';
 import type { Logger } from '../lib/log.js';
 import { errorHandler, notFound } from './errors.js';
+import { dashboardRouter, type DashboardOptions } from './dashboard.js';
+import { htmlHeaders } from './html.js';
 import { renderPage } from './page.js';
 
 export interface AppDeps {
@@ -26,6 +28,8 @@ export interface AppDeps {
   log: Logger;
   /** True while shutting down: /healthz answers 503 so the balancer drains this node. */
   isDraining: () => boolean;
+  /** GET /dashboard and its data (DASHBOARD; absent or off: 404). */
+  dashboard?: DashboardOptions;
 }
 
 const LoginBody = z.object({
@@ -94,7 +98,7 @@ export function createApp(deps: AppDeps) {
   app.get('/me', async (req, res) => {
     const principal = await identify(req, res, deps, verifyOptions);
     res.setHeader('Cache-Control', 'no-store');
-    res.json({ ...principal, node: nodeId, ...(principal.via === 'session' ? sessionView(req) : {}) });
+    res.json({ ...principal, node: nodeId, ...sessionView(req, principal) });
   });
 
   app.post('/logout', async (req, res) => {
@@ -108,10 +112,23 @@ export function createApp(deps: AppDeps) {
     res.json({ loggedOut: true, node: nodeId });
   });
 
-  app.get('/', (_req, res) => {
-    res.setHeader('Cache-Control', 'no-store');
-    res.type('html').send(renderPage(nodeId));
+  // The page identifies its caller like /me, on the node that serves it; a refused
+  // credential is a notice on the page, not an error.
+  app.get('/', async (req, res) => {
+    const view = await identify(req, res, deps, verifyOptions).then(
+      (principal) => ({ ...principal, ...sessionView(req, principal) }),
+      (error: unknown) => {
+        if (!(error instanceof KeyfleetError)) throw error;
+        return error.code === 'ERR_NO_CREDENTIALS' ? {} : { notice: error.code };
+      },
+    );
+    const nonce = htmlHeaders(res);
+    res.send(renderPage({ nodeId, ...view, demoHint: deps.users.has('demo'), dashboard: (deps.dashboard?.mode ?? 'off') !== 'off', nonce }));
   });
+
+  if (deps.dashboard) {
+    app.use(dashboardRouter({ ...deps.dashboard, nodeId, holder, users: deps.users, clock, clockSkewMs: deps.clockSkewMs }));
+  }
 
   app.use(notFound);
   app.use(errorHandler(log));
@@ -134,22 +151,38 @@ async function identify(req: Request, res: Response, deps: AppDeps, verifyOption
   }
   const auth = cookies[AUTH_COOKIE];
   if (auth !== undefined && auth !== '') {
-    return { user: await openAuthCookie(deps.holder, auth, verifyOptions()), via: 'cookie' };
+    const user = await openAuthCookie(deps.holder, auth, verifyOptions());
+    // A browser sends both cookies: count the visit in its session too. Only when a `sid`
+    // came along, so auth-cookie-only requests never wait on Redis; the cookie alone decides
+    // who you are, and a session that is gone, unreachable or someone else's is left alone.
+    if (cookies[SESSION_COOKIE] !== undefined) {
+      await runMiddleware(deps.session, req, res).then(
+        () => req.session?.user === user && countVisit(req, deps.nodeId),
+        (error: unknown) => deps.log.debug({ err: error }, 'visit not counted: session store unavailable'),
+      );
+    }
+    return { user, via: 'cookie' };
   }
   if (cookies[SESSION_COOKIE] !== undefined) {
     await runMiddleware(deps.session, req, res);
     const user = req.session?.user;
     if (!user) throw unauthorized('ERR_SESSION_INVALID', 'session unknown, expired or tampered with');
-    req.session.visits = (req.session.visits ?? 0) + 1;
-    const seen = new Set(req.session.nodesSeen ?? []);
-    seen.add(deps.nodeId);
-    req.session.nodesSeen = [...seen];
+    countVisit(req, deps.nodeId);
     return { user, via: 'session' };
   }
   throw unauthorized('ERR_NO_CREDENTIALS', 'no token, auth cookie or session');
 }
 
-function sessionView(req: Request) {
+function countVisit(req: Request, nodeId: string): void {
+  req.session.visits = (req.session.visits ?? 0) + 1;
+  const seen = new Set(req.session.nodesSeen ?? []);
+  seen.add(nodeId);
+  req.session.nodesSeen = [...seen];
+}
+
+/** The visit counter, when this request's session belongs to the caller (never for tokens). */
+function sessionView(req: Request, principal: Principal): { visits?: number; nodesSeen?: string[] } {
+  if (principal.via === 'token' || req.session?.user !== principal.user) return {};
   return { visits: req.session.visits, nodesSeen: req.session.nodesSeen };
 }
 
