@@ -9,6 +9,7 @@ import {
   type StartedTestContainer,
 } from 'testcontainers';
 import { Redis } from 'ioredis';
+import { connectNetwork } from './docker.js';
 
 // Fixtures for our own cluster, in testcontainers' shape: the same images and config that
 // compose.yaml runs (scripts/bootstrap.sh builds them), on a network of their own.
@@ -123,13 +124,18 @@ export interface ClusterOptions {
   balancerEnv?: Record<string, string>;
 }
 
-/** Redis, N app nodes and HAProxy, as compose.yaml runs them. */
+/**
+ * Redis, N app nodes and HAProxy, as compose.yaml runs them, on two networks: `network`
+ * (front: the balancer and the nodes) and `backNetwork` (back: the nodes and Redis), so a
+ * node can be cut off from Redis alone.
+ */
 export class Cluster {
   readonly nodes = new Map<string, StartedTestContainer>();
   private nextNode = 1;
 
   private constructor(
     readonly network: StartedNetwork,
+    readonly backNetwork: StartedNetwork,
     readonly redis: StartedRedis,
     readonly masterKey: string,
     private readonly env: Record<string, string>,
@@ -151,10 +157,11 @@ export class Cluster {
 
   static async start({ nodes = 3, env = {}, balancerEnv = {} }: ClusterOptions = {}): Promise<Cluster> {
     const network = await new Network().start();
+    const backNetwork = await new Network().start();
     let cluster: Cluster | undefined;
     try {
-      const redis = await startRedis(network);
-      cluster = new Cluster(network, redis, randomMasterKey(), env);
+      const redis = await startRedis(backNetwork);
+      cluster = new Cluster(network, backNetwork, redis, randomMasterKey(), env);
       // The first node creates the ring; the others then start side by side.
       await cluster.addNode();
       await Promise.all(Array.from({ length: nodes - 1 }, () => cluster!.addNode()));
@@ -162,7 +169,7 @@ export class Cluster {
       await cluster.waitForBalancer(nodes);
       return cluster;
     } catch (error) {
-      await (cluster ? cluster.stop() : network.stop().catch(() => undefined));
+      await (cluster ? cluster.stop() : Promise.allSettled([network.stop(), backNetwork.stop()]));
       throw error;
     }
   }
@@ -173,7 +180,7 @@ export class Cluster {
     masterKey = this.masterKey,
   ): Promise<{ id: string; container: StartedTestContainer }> {
     const id = `node-${this.nextNode++}`;
-    const container = await startAppNode(this.network, {
+    const container = await startAppNode(this.backNetwork, {
       nodeId: id,
       redisUrl: this.redis.internalUrl,
       masterKey,
@@ -181,6 +188,7 @@ export class Cluster {
       waitFor,
     });
     this.nodes.set(id, container);
+    await connectNetwork(container, this.network.getName(), ['app', id]);
     return { id, container };
   }
 
@@ -214,7 +222,7 @@ export class Cluster {
   async stop(): Promise<void> {
     const containers = [this.lb, ...this.nodes.values(), this.redis?.container].filter(Boolean) as StartedTestContainer[];
     await Promise.allSettled(containers.map((container) => container.stop({ timeout: 0 })));
-    await this.network.stop().catch(() => undefined);
+    await Promise.allSettled([this.network.stop(), this.backNetwork.stop()]);
   }
 }
 
