@@ -5,6 +5,7 @@ import { z } from 'zod';
 import { ConfigError } from '../lib/errors.js';
 import { parseDuration } from '../lib/duration.js';
 import { parsePasswordHash, type PasswordHash } from '../auth/password.js';
+import type { ThrottleOptions } from '../auth/throttle.js';
 
 export type NodeRole = 'auto' | 'primary' | 'secondary';
 /** Who may see /dashboard: nobody (404), anyone, holders of DASHBOARD_TOKEN, or anyone logged in. */
@@ -37,6 +38,7 @@ export interface Config {
   clockSkewMs: number;
   shutdownDrainMs: number;
   trustProxy: string | boolean;
+  loginThrottle: ThrottleOptions;
   logLevel: string;
   dashboard: DashboardMode;
   dashboardToken?: string;
@@ -104,6 +106,9 @@ const schema = z.object({
   ROTATION_CONFIRM_TIMEOUT: duration('30s'),
   CLOCK_SKEW: duration('30s'),
   SHUTDOWN_DRAIN: duration('3s'),
+  LOGIN_MAX_FAILURES_PER_ACCOUNT: z.coerce.number().int().min(1).default(5),
+  LOGIN_MAX_FAILURES_PER_ADDRESS: z.coerce.number().int().min(1).default(50),
+  LOGIN_FAILURE_WINDOW: duration('15m'),
   TRUST_PROXY: z.string().default('loopback, linklocal, uniquelocal'),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   DASHBOARD: z.enum(DASHBOARD_MODES).default('off'),
@@ -180,6 +185,11 @@ export function loadConfig(env: Env = process.env): Config {
     rotationConfirmTimeoutMs: c.ROTATION_CONFIRM_TIMEOUT,
     clockSkewMs: c.CLOCK_SKEW,
     shutdownDrainMs: c.SHUTDOWN_DRAIN,
+    loginThrottle: {
+      maxFailuresPerAccount: c.LOGIN_MAX_FAILURES_PER_ACCOUNT,
+      maxFailuresPerAddress: c.LOGIN_MAX_FAILURES_PER_ADDRESS,
+      windowMs: c.LOGIN_FAILURE_WINDOW,
+    },
     trustProxy: c.TRUST_PROXY === 'true' ? true : c.TRUST_PROXY === 'false' ? false : c.TRUST_PROXY,
     logLevel: c.LOG_LEVEL,
     dashboard: c.DASHBOARD,

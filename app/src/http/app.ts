@@ -1,9 +1,11 @@
 import express, { type Request, type RequestHandler, type Response } from 'express';
 import { parseCookie } from 'cookie';
+import helmet from 'helmet';
 import { z } from 'zod';
 import { AUTH_COOKIE, openAuthCookie, sealAuthCookie } from '../auth/authCookie.js';
 import type { Principal } from '../auth/claims.js';
 import { SESSION_COOKIE } from '../auth/session.js';
+import type { LoginThrottle } from '../auth/throttle.js';
 import { mintAccessToken, verifyAccessToken } from '../auth/tokens.js';
 import { authenticate, type UserDirectory } from '../auth/users.js';
 import type { RingHolder } from '../keyring/holder.js';
@@ -14,6 +16,7 @@ import { errorHandler, notFound } from './errors.js';
 import { dashboardRouter, type DashboardOptions } from './dashboard.js';
 import { htmlHeaders } from './html.js';
 import { renderPage } from './page.js';
+import { sameOrigin } from './sameOrigin.js';
 
 export interface AppDeps {
   nodeId: string;
@@ -30,6 +33,8 @@ export interface AppDeps {
   isDraining: () => boolean;
   /** GET /dashboard and its data (DASHBOARD; absent or off: 404). */
   dashboard?: DashboardOptions;
+  /** Failed-login counters shared by every node; absent: no throttling. */
+  throttle?: LoginThrottle;
 }
 
 const LoginBody = z.object({
@@ -47,6 +52,10 @@ export function createApp(deps: AppDeps) {
     res.setHeader('X-Node-Id', nodeId);
     next();
   });
+  // Security headers on every response. HTML views set their own Content-Security-Policy
+  // (html.ts); HSTS comes from the balancer, which terminates TLS.
+  app.use(helmet({ contentSecurityPolicy: false, strictTransportSecurity: false }));
+  app.use(sameOrigin());
 
   const verifyOptions = () => ({ now: clock.now(), clockSkewMs: deps.clockSkewMs });
   const cookieOptions = (req: Request) => ({
@@ -78,9 +87,13 @@ export function createApp(deps: AppDeps) {
     const parsed = LoginBody.safeParse(req.body);
     if (!parsed.success) throw badRequest('ERR_BAD_LOGIN_BODY', 'expected JSON {"username","password"}');
     const { username, password } = parsed.data;
+    const address = req.ip ?? 'unknown';
+    await deps.throttle?.check(username, address);
     if (!(await authenticate(deps.users, username, password))) {
+      await deps.throttle?.failed(username, address);
       throw unauthorized('ERR_BAD_CREDENTIALS', 'wrong username or password');
     }
+    await deps.throttle?.succeeded(username);
     const ring = holder.current;
     if (!ring?.complete) throw unavailable('ERR_NOT_READY', 'key ring not loaded yet');
     const now = clock.now();

@@ -1,4 +1,5 @@
 import type { ErrorRequestHandler, RequestHandler } from 'express';
+import { TooManyAttempts } from '../auth/throttle.js';
 import { KeyfleetError } from '../lib/errors.js';
 import type { Logger } from '../lib/log.js';
 
@@ -33,6 +34,7 @@ export function errorHandler(log: Logger): ErrorRequestHandler {
     if (status >= 500) log.error({ err: error, method: req.method, path: req.path }, 'request failed');
     else log.debug({ code: body.code, method: req.method, path: req.path }, 'request refused');
     if (res.headersSent) return;
+    if (error instanceof TooManyAttempts) res.setHeader('Retry-After', String(error.retryAfterS));
     res.status(status).json(body);
   };
 }
