@@ -2,6 +2,7 @@ import type { Server } from 'node:http';
 import type { Redis } from 'ioredis';
 import type { Config } from './config/index.js';
 import { sessionMiddleware } from './auth/session.js';
+import { LoginThrottle } from './auth/throttle.js';
 import { publishBeat, removeBeat } from './cluster/heartbeat.js';
 import { Lease } from './cluster/lease.js';
 import { PrimaryDuty } from './cluster/primary.js';
@@ -99,6 +100,7 @@ export class KeyfleetNode {
       clock,
       log: log.child({ component: 'http' }),
       isDraining: () => this.draining,
+      throttle: new LoginThrottle(this.redis, config.loginThrottle),
       dashboard: {
         mode: config.dashboard,
         token: config.dashboardToken,
