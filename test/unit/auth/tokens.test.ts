@@ -215,3 +215,29 @@ describe('verifyAccessToken', () => {
     expect(store.reads).toBe(3);
   });
 });
+
+describe('header and claim checks an attacker might probe', () => {
+  it('refuses a critical header parameter it does not understand (RFC 7515 §4.1.11)', async () => {
+    const { holder, ring } = await loadedHolder();
+    // jose will not even sign this, so sign by hand (JWS ES256 = P1363 r||s, as WebCrypto makes it).
+    const key = ring.active('sign')!;
+    const iat = Math.floor(T0 / 1000);
+    const handSigned = async (extra: object) => {
+      const input = `${b64json({ alg: 'ES256', kid: key.meta.kid, typ: 'JWT', ...extra })}.${b64json({ sub: 'alice', iss: ISSUER, aud: AUDIENCE, iat, exp: iat + 900 })}`;
+      const signature = await crypto.subtle.sign({ name: 'ECDSA', hash: 'SHA-256' }, key.secret as CryptoKey, new TextEncoder().encode(input));
+      return `${input}.${Buffer.from(signature).toString('base64url')}`;
+    };
+    // The hand signing is right: without `crit` the same token verifies.
+    expect(await verifyAccessToken(holder, await handSigned({}), verifyAt(T0))).toBe('alice');
+    const token = await handSigned({ crit: ['x-policy'], 'x-policy': 'ignore-exp' });
+    expect((await caught(() => verifyAccessToken(holder, token, verifyAt(T0)))).code).toBe('ERR_TOKEN_INVALID');
+  });
+
+  it('refuses a token not yet valid (nbf) beyond the clock skew, accepts it within', async () => {
+    const { holder, ring } = await loadedHolder();
+    const nbf = Math.floor(T0 / 1000) + 120;
+    const token = await signWithActive(ring, { nbf });
+    expect((await caught(() => verifyAccessToken(holder, token, verifyAt(T0)))).code).toBe('ERR_TOKEN_CLAIMS');
+    expect(await verifyAccessToken(holder, token, verifyAt(T0 + 120_000 - SKEW + 1_000))).toBe('alice');
+  });
+});
