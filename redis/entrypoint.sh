@@ -1,5 +1,9 @@
 #!/bin/sh
 # Writes the ACL users from the environment, then runs Redis with them.
+# Roles, for the Sentinel layout (compose.ha.yaml):
+#   REDIS_REPLICA_OF=host          start as a replica of host:6379
+#   REDIS_SENTINEL_MONITOR=host    run a Sentinel watching the master at host:6379
+#   REDIS_SENTINEL_QUORUM=2        Sentinels that must agree the master is down
 #   keyfleet  what the nodes and the CLI use: keyfleet:* keys and channels only, no
 #             dangerous commands (FLUSHALL, KEYS, CONFIG, DEBUG, ...).
 #   admin     for operators and tests (INFO commandstats, FLUSHALL).
@@ -18,4 +22,30 @@ users=/tmp/keyfleet-users.conf
   echo "user keyfleet on >${REDIS_PASSWORD} ~keyfleet:* resetchannels &keyfleet:* -@all +@read +@write +@keyspace +@pubsub +@scripting +@transaction +@connection +@blocking +@stream +@list +@string -@dangerous +info +client|setname +client|setinfo"
   echo "user admin on >${REDIS_ADMIN_PASSWORD} ~* &* +@all"
 } >"$users"
+
+if [ -n "${REDIS_SENTINEL_MONITOR:-}" ]; then
+  conf=/data/sentinel.conf
+  # Sentinel rewrites its file as it learns the topology; write it only the first time.
+  if [ ! -s "$conf" ]; then
+    cat >"$conf" <<EOF
+port 26379
+dir /data
+sentinel resolve-hostnames yes
+sentinel announce-hostnames yes
+sentinel monitor keyfleet ${REDIS_SENTINEL_MONITOR} 6379 ${REDIS_SENTINEL_QUORUM:-2}
+sentinel auth-user keyfleet admin
+sentinel auth-pass keyfleet ${REDIS_ADMIN_PASSWORD}
+sentinel down-after-milliseconds keyfleet ${REDIS_SENTINEL_DOWN_AFTER_MS:-2000}
+sentinel failover-timeout keyfleet ${REDIS_SENTINEL_FAILOVER_TIMEOUT_MS:-10000}
+sentinel parallel-syncs keyfleet 1
+EOF
+  fi
+  exec redis-server "$conf" --sentinel "$@"
+fi
+
+# Replicas (and a master that Sentinel later turns into one) authenticate as admin.
+set -- --masteruser admin --masterauth "$REDIS_ADMIN_PASSWORD" "$@"
+if [ -n "${REDIS_REPLICA_OF:-}" ]; then
+  set -- --replicaof "$REDIS_REPLICA_OF" 6379 "$@"
+fi
 exec redis-server /etc/keyfleet/redis.conf --include "$users" "$@"

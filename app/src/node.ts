@@ -42,9 +42,9 @@ export class KeyfleetNode {
     private readonly clock: Clock = systemClock,
   ) {
     this.startedAt = clock.now();
-    this.redis = connectRedis(config.redisUrl, 'main');
-    this.subscriber = connectRedis(config.redisUrl, 'sub', { maxRetriesPerRequest: null, commandTimeout: undefined });
-    this.commandRedis = connectRedis(config.redisUrl, 'commands', { commandTimeout: undefined, lazyConnect: true });
+    this.redis = connectRedis(config.redis, 'main');
+    this.subscriber = connectRedis(config.redis, 'sub', { maxRetriesPerRequest: null, commandTimeout: undefined });
+    this.commandRedis = connectRedis(config.redis, 'commands', { commandTimeout: undefined, lazyConnect: true });
     for (const [name, client] of [['main', this.redis], ['sub', this.subscriber], ['commands', this.commandRedis]] as const) {
       client.on('error', (error: Error) => log.debug({ connection: name, err: error.message }, 'redis connection error'));
     }
@@ -87,6 +87,7 @@ export class KeyfleetNode {
       masterKey: config.masterKey,
       rotationIntervalMs: config.keyRotationIntervalMs,
       confirmTimeoutMs: config.rotationConfirmTimeoutMs,
+      minReplicas: config.redisMinReplicas,
     });
     this.app = createApp({
       nodeId: config.nodeId,

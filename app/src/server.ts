@@ -1,7 +1,8 @@
 import { once } from 'node:events';
 import { loadConfig } from './config/index.js';
 import { ConfigError, KeyfleetError } from './lib/errors.js';
-import { createLogger, redactUrl } from './lib/log.js';
+import { createLogger } from './lib/log.js';
+import { describeTarget } from './lib/redis.js';
 import { KeyfleetNode } from './node.js';
 
 // Owns the process: configuration, listen, signals, graceful shutdown.
@@ -17,7 +18,7 @@ async function main(): Promise<void> {
     throw error;
   }
   const log = createLogger(config.logLevel, config.nodeId);
-  log.info({ role: config.nodeRole, redis: redactUrl(config.redisUrl), port: config.port }, 'starting');
+  log.info({ role: config.nodeRole, redis: describeTarget(config.redis), port: config.port }, 'starting');
   const node = new KeyfleetNode(config, log);
   const server = node.app.listen(config.port);
   server.keepAliveTimeout = 65_000;
@@ -32,7 +33,8 @@ async function main(): Promise<void> {
     }
     throw error;
   }
-  log.info({ ring: node.holder.current?.version ?? null }, node.ready ? 'ready' : 'waiting for a key ring');
+  // uptimeMs: process start to this line (Node's own start-up included): the cold-start figure.
+  log.info({ ring: node.holder.current?.version ?? null, uptimeMs: Math.round(process.uptime() * 1000) }, node.ready ? 'ready' : 'waiting for a key ring');
 
   let stopping = false;
   const shutdown = async (signal: string) => {

@@ -122,6 +122,49 @@ export interface ClusterOptions {
   nodes?: number;
   env?: Record<string, string>;
   balancerEnv?: Record<string, string>;
+  /** Redis as a master, two replicas and three Sentinels (compose.ha.yaml's layout). */
+  sentinel?: boolean;
+}
+
+/** The Sentinel layout: containers by name, and the environment nodes need to use it. */
+export interface SentinelSet {
+  containers: Map<string, StartedTestContainer>;
+  nodeEnv: Record<string, string>;
+}
+
+async function startSentinelSet(network: StartedNetwork, master: StartedRedis): Promise<SentinelSet> {
+  const containers = new Map<string, StartedTestContainer>();
+  const env = { REDIS_PASSWORD: master.password, REDIS_ADMIN_PASSWORD: master.adminPassword };
+  const start = (name: string, extra: Record<string, string>, wait: RegExp, port: number) =>
+    new GenericContainer(IMAGES.redis)
+      .withNetwork(network)
+      .withNetworkAliases(name)
+      .withName(`kf-${name}-${randomBytes(3).toString('hex')}`)
+      .withEnvironment({ ...env, ...extra })
+      .withExposedPorts(port)
+      .withWaitStrategy(Wait.forLogMessage(wait))
+      .withStartupTimeout(startupTimeoutMs)
+      .start()
+      .then((container) => containers.set(name, container));
+  await Promise.all(
+    ['redis-replica-1', 'redis-replica-2'].map((name) => start(name, { REDIS_REPLICA_OF: 'redis' }, /MASTER <-> REPLICA sync: Finished/, 6379)),
+  );
+  await Promise.all(
+    ['sentinel-1', 'sentinel-2', 'sentinel-3'].map((name) =>
+      start(name, { REDIS_SENTINEL_MONITOR: 'redis', REDIS_SENTINEL_QUORUM: '2', REDIS_SENTINEL_DOWN_AFTER_MS: '1000' }, /\+monitor master/, 26379),
+    ),
+  );
+  return {
+    containers,
+    nodeEnv: {
+      REDIS_URL: '',
+      REDIS_SENTINELS: 'sentinel-1:26379,sentinel-2:26379,sentinel-3:26379',
+      REDIS_MASTER_NAME: 'keyfleet',
+      REDIS_USERNAME: 'keyfleet',
+      REDIS_PASSWORD: master.password,
+      REDIS_MIN_REPLICAS: '1',
+    },
+  };
 }
 
 /**
@@ -133,12 +176,14 @@ export class Cluster {
   readonly nodes = new Map<string, StartedTestContainer>();
   private nextNode = 1;
 
+  sentinels?: SentinelSet;
+
   private constructor(
     readonly network: StartedNetwork,
     readonly backNetwork: StartedNetwork,
     readonly redis: StartedRedis,
     readonly masterKey: string,
-    private readonly env: Record<string, string>,
+    private env: Record<string, string>,
   ) {}
 
   lb!: StartedTestContainer;
@@ -155,13 +200,17 @@ export class Cluster {
     return `http://${this.lb.getHost()}:${this.lb.getMappedPort(8404)}`;
   }
 
-  static async start({ nodes = 3, env = {}, balancerEnv = {} }: ClusterOptions = {}): Promise<Cluster> {
+  static async start({ nodes = 3, env = {}, balancerEnv = {}, sentinel = false }: ClusterOptions = {}): Promise<Cluster> {
     const network = await new Network().start();
     const backNetwork = await new Network().start();
     let cluster: Cluster | undefined;
     try {
       const redis = await startRedis(backNetwork);
       cluster = new Cluster(network, backNetwork, redis, randomMasterKey(), env);
+      if (sentinel) {
+        cluster.sentinels = await startSentinelSet(backNetwork, redis);
+        cluster.env = { ...cluster.sentinels.nodeEnv, ...env };
+      }
       // The first node creates the ring; the others then start side by side.
       await cluster.addNode();
       await Promise.all(Array.from({ length: nodes - 1 }, () => cluster!.addNode()));
@@ -220,7 +269,9 @@ export class Cluster {
   }
 
   async stop(): Promise<void> {
-    const containers = [this.lb, ...this.nodes.values(), this.redis?.container].filter(Boolean) as StartedTestContainer[];
+    const containers = [this.lb, ...this.nodes.values(), this.redis?.container, ...(this.sentinels?.containers.values() ?? [])].filter(
+      Boolean,
+    ) as StartedTestContainer[];
     await Promise.allSettled(containers.map((container) => container.stop({ timeout: 0 })));
     await Promise.allSettled([this.network.stop(), this.backNetwork.stop()]);
   }

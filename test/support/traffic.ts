@@ -1,4 +1,4 @@
-import { credentialHeaders, login, request, type LoginResult } from './http.js';
+import { credentialHeaders, login, request, type CredentialKind, type LoginResult } from './http.js';
 
 export interface TrafficReport {
   sent: number;
@@ -15,7 +15,17 @@ export interface TrafficReport {
  * `auth` cookie and by `sid` session, from a few concurrent workers. Bounded: it stops
  * when told, or after `maxMs` or `maxRequests`, whichever comes first.
  */
-export function startTraffic(baseUrl: string, { workers = 4, maxMs = 120_000, maxRequests = 200_000 } = {}) {
+export function startTraffic(
+  baseUrl: string,
+  {
+    workers = 4,
+    maxMs = 120_000,
+    maxRequests = 200_000,
+    kinds = ['token', 'cookie', 'session'] as CredentialKind[],
+    /** Log in once per worker up front and never again (for faults where logins may lose their session). */
+    credentials = undefined as LoginResult | undefined,
+  } = {},
+) {
   const report: TrafficReport = { sent: 0, failed: 0, failures: [], failureTimes: [], nodes: new Set(), byKind: {} };
   let stopping = false;
   const deadline = Date.now() + maxMs;
@@ -34,7 +44,8 @@ export function startTraffic(baseUrl: string, { workers = 4, maxMs = 120_000, ma
   const worker = async (index: number) => {
     let session: LoginResult | undefined;
     for (let i = 0; !stopping && Date.now() < deadline && report.sent < maxRequests; i++) {
-      if (!session || i % 25 === 0) {
+      if (credentials) session = credentials;
+      else if (!session || i % 25 === 0) {
         try {
           session = await login(baseUrl);
           note('login', true, '', session.node);
@@ -43,7 +54,7 @@ export function startTraffic(baseUrl: string, { workers = 4, maxMs = 120_000, ma
           continue;
         }
       }
-      const kind = (['token', 'cookie', 'session'] as const)[(i + index) % 3]!;
+      const kind = kinds[(i + index) % kinds.length]!;
       const headers = credentialHeaders(kind, session);
       try {
         const reply = await request(`${baseUrl}/me`, { headers });

@@ -13,7 +13,7 @@ import type { RingDocument } from '../keyring/types.js';
 import { masterKeyId, unwrapMaterial, wrapMaterial } from '../keyring/wrap.js';
 import { parseDuration } from '../lib/duration.js';
 import { KeyfleetError } from '../lib/errors.js';
-import { connectRedis } from '../lib/redis.js';
+import { connectRedis, redisTargetFromEnv } from '../lib/redis.js';
 
 // The operator's tool. Changes that create keys are carried out by the primary (only it
 // generates keys); this process sends the command and follows its progress.
@@ -24,7 +24,7 @@ interface Globals {
 
 const actor = `cli@${hostname()}`;
 const program = new Program('keyfleet')
-  .description('operate a keyfleet key ring (REDIS_URL and, for rewrap, KEYRING_MASTER_KEY[_FILE] from the environment)')
+  .description('operate a keyfleet key ring (REDIS_URL or REDIS_SENTINELS and, for rewrap, KEYRING_MASTER_KEY[_FILE] from the environment)')
   .option('--json', 'machine-readable output')
   .showHelpAfterError();
 
@@ -35,9 +35,9 @@ function fail(code: string, message: string): never {
 }
 
 function redisFromEnv(): Redis {
-  const url = process.env.REDIS_URL;
-  if (!url) fail('ERR_CONFIG', 'REDIS_URL is not set (redis://user:pass@host:6379/0)');
-  return connectRedis(url, 'cli', { commandTimeout: undefined, maxRetriesPerRequest: 2, retryStrategy: (attempt) => (attempt > 3 ? null : 200) });
+  const { target, problems } = redisTargetFromEnv(process.env);
+  if (!target) fail('ERR_CONFIG', problems.join('; '));
+  return connectRedis(target, 'cli', { commandTimeout: undefined, maxRetriesPerRequest: 2, retryStrategy: (attempt) => (attempt > 3 ? null : 200) });
 }
 
 function readMasterKey(variable: string, fileVariable: string): Buffer {

@@ -37,6 +37,8 @@ export interface PrimaryDutyOptions {
   masterKey: Buffer;
   rotationIntervalMs: number;
   confirmTimeoutMs: number;
+  /** Replicas that must hold a staged key before it is activated. */
+  minReplicas?: number;
 }
 
 /**
@@ -99,6 +101,14 @@ export class PrimaryDuty {
       }
       return;
     }
+    const held = holder.current;
+    if (held && doc.version < held.version) {
+      // Self-heal: Redis lost writes this node holds (asynchronous replication and a
+      // failover, say). Write the newer ring back rather than mint keys over it.
+      log.warn({ held: held.version, redis: doc.version }, 'Redis holds an older ring; writing back the ring held in memory');
+      await writer.update({ action: 'self-heal', detail: `v${doc.version} -> held v${held.version}` }, () => held.document);
+      return;
+    }
     for (const purpose of purposesWithoutActiveKey(doc)) {
       await writer.update({ action: 'replace', purpose }, (latest, now) => replaceActive(latest, purpose, now, masterKey, writer));
     }
@@ -127,6 +137,7 @@ export class PrimaryDuty {
         confirmTimeoutMs: confirmTimeoutMs ?? this.options.confirmTimeoutMs,
         onProgress,
         actor,
+        minReplicas: this.options.minReplicas,
       });
       const level = outcome.ok ? 'info' : 'error';
       log[level]({ ...outcome }, outcome.ok ? 'rotation done' : `rotation blocked: ${outcome.pending.join(', ')} never confirmed`);

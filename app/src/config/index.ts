@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { z } from 'zod';
 import { ConfigError } from '../lib/errors.js';
+import { redisTargetFromEnv, type RedisTarget } from '../lib/redis.js';
 import { parseDuration } from '../lib/duration.js';
 import { parsePasswordHash, type PasswordHash } from '../auth/password.js';
 import type { ThrottleOptions } from '../auth/throttle.js';
@@ -20,7 +21,9 @@ export type DashboardMode = (typeof DASHBOARD_MODES)[number];
 export type KeyringMode = 'shared' | 'local' | 'static';
 
 export interface Config {
-  redisUrl: string;
+  redis: RedisTarget;
+  /** Replicas that must hold a staged key before it is activated (Redis WAIT); 0: none. */
+  redisMinReplicas: number;
   keyringMode: KeyringMode;
   staticSecret?: string;
   masterKey: Buffer;
@@ -84,9 +87,7 @@ const users = z
   });
 
 const schema = z.object({
-  REDIS_URL: z
-    .string({ error: 'is required (redis://user:pass@host:6379/0)' })
-    .refine((url) => /^rediss?:\/\/[^/]+/.test(url), 'must be a redis:// or rediss:// URL'),
+  REDIS_MIN_REPLICAS: z.coerce.number().int().min(0).max(16).default(0),
   KEYRING_MASTER_KEY: masterKey,
   KEYRING_MODE: z.enum(['shared', 'local', 'static']).default('shared'),
   STATIC_SECRET: z.string().min(32, 'must be at least 32 characters').optional(),
@@ -146,6 +147,9 @@ export function loadConfig(env: Env = process.env): Config {
     masterKeyReported = true;
   }
 
+  const redis = redisTargetFromEnv(input);
+  problems.push(...redis.problems);
+
   const parsed = schema.safeParse(input);
   if (!parsed.success) {
     for (const issue of parsed.error.issues) {
@@ -168,7 +172,8 @@ export function loadConfig(env: Env = process.env): Config {
     throw new ConfigError(['LEASE_TTL: must be at least three HEARTBEAT_INTERVALs']);
   }
   return {
-    redisUrl: c.REDIS_URL,
+    redis: redis.target!,
+    redisMinReplicas: c.REDIS_MIN_REPLICAS,
     keyringMode: c.KEYRING_MODE,
     ...(c.STATIC_SECRET ? { staticSecret: c.STATIC_SECRET } : {}),
     masterKey: c.KEYRING_MASTER_KEY,

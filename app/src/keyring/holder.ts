@@ -97,6 +97,12 @@ export class RingHolder extends EventEmitter<{ change: [RingSnapshot] }> {
       return this.snapshot;
     }
     if (doc.version === this.snapshot?.version) return this.snapshot;
+    if (this.snapshot && doc.version < this.snapshot.version) {
+      // Redis went back in time (a failover to a replica that missed the last writes, or a
+      // restart without them): keep the newer ring; the primary writes it back.
+      log.warn({ held: this.snapshot.version, redis: doc.version }, 'Redis holds an older ring than this node; keeping the newer one');
+      return this.snapshot;
+    }
     const next = await RingSnapshot.open(doc, masterKey, this.snapshot);
     this.set(next, reason);
     return next;

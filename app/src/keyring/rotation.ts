@@ -33,6 +33,8 @@ export interface RotationDeps {
   pollMs?: number;
   onProgress?: (progress: RotationProgress) => void;
   actor?: string;
+  /** Replicas that must hold the staged key before activation (Redis WAIT); 0: none. */
+  minReplicas?: number;
 }
 
 /**
@@ -41,7 +43,7 @@ export interface RotationDeps {
  * and is named in the outcome; nothing is forced.
  */
 export async function rotate(purpose: Purpose, deps: RotationDeps): Promise<RotationOutcome> {
-  const { writer, redis, clock, masterKey, confirmTimeoutMs, pollMs = 25, onProgress, actor } = deps;
+  const { writer, redis, clock, masterKey, confirmTimeoutMs, pollMs = 25, onProgress, actor, minReplicas = 0 } = deps;
   const started = clock.now();
   let kid = '';
   const audit: { action: string; purpose: Purpose; actor?: string; kid?: string } = { action: 'stage', purpose, actor };
@@ -60,12 +62,19 @@ export async function rotate(purpose: Purpose, deps: RotationDeps): Promise<Rota
   onProgress?.({ phase: 'staged', purpose, kid, version: stagedVersion });
   const stagedAt = clock.now();
 
-  const { nodes, pending } = await waitForNodes(redis, stagedVersion, {
+  const { nodes, pending: waitingFor } = await waitForNodes(redis, stagedVersion, {
     clock,
     timeoutMs: confirmTimeoutMs,
     pollMs,
     onChange: (confirmed, waiting) => onProgress?.({ phase: 'confirming', purpose, kid, confirmed, pending: waiting }),
   });
+  const pending = [...waitingFor];
+  if (pending.length === 0 && minReplicas > 0) {
+    // Replication is asynchronous: a key only on the master could vanish in a failover
+    // after it had signed tokens. Activate only once the replicas have it too.
+    const acked = await writer.options.store.waitForReplicas(minReplicas, Math.min(confirmTimeoutMs, 5_000));
+    if (acked < minReplicas) pending.push(`redis replicas (${acked}/${minReplicas} acknowledged)`);
+  }
   const confirmedAt = clock.now();
   const outcome = { purpose, kid, nodes: nodes.length, stagedMs: stagedAt - started, confirmedMs: confirmedAt - stagedAt };
   if (pending.length > 0) {

@@ -78,6 +78,14 @@ export class RingStore {
     return { ok: false, reason: status === -1 ? 'fenced' : 'conflict', current: version };
   }
 
+  /**
+   * Blocks until `replicas` replicas have acknowledged every write made on this connection,
+   * or `timeoutMs` passed; returns how many did (Redis WAIT).
+   */
+  async waitForReplicas(replicas: number, timeoutMs: number): Promise<number> {
+    return this.redis.wait(replicas, timeoutMs);
+  }
+
   /** An audit entry for something that did not change the ring (a blocked rotation, say). */
   async audit(entry: AuditEntry, now: number): Promise<void> {
     const fields = Object.entries(entry).flatMap(([key, value]) => (value === undefined ? [] : [key, String(value)]));

@@ -18,7 +18,7 @@ function problemsOf(env: Record<string, string | undefined>): string[] {
     expect(error).toBeInstanceOf(ConfigError);
     return (error as ConfigError).problems;
   }
-  throw new Error(`expected a ConfigError, got a config for ${config.redisUrl}`);
+  throw new Error(`expected a ConfigError, got a config for ${JSON.stringify(config.redis)}`);
 }
 
 /** The variables the problems name, in order (each problem starts "NAME: ..."). */
@@ -27,7 +27,7 @@ const named = (problems: string[]) => problems.map((problem) => problem.slice(0,
 describe('loadConfig: a minimal environment', () => {
   it('needs only REDIS_URL and KEYRING_MASTER_KEY, and applies the contract defaults', () => {
     const config = loadConfig(minimal());
-    expect(config.redisUrl).toBe('redis://localhost:6379/0');
+    expect(config.redis).toEqual({ kind: 'url', url: 'redis://localhost:6379/0' });
     expect(config.masterKey.equals(MASTER)).toBe(true);
     expect(config).toMatchObject({
       nodeRole: 'auto',
@@ -67,7 +67,7 @@ describe('loadConfig: a minimal environment', () => {
       LOG_LEVEL: 'warn',
     });
     expect(config).toMatchObject({
-      redisUrl: 'rediss://keyfleet:secret@redis.internal:6380/2',
+      redis: { kind: 'url', url: 'rediss://keyfleet:secret@redis.internal:6380/2' },
       nodeRole: 'secondary',
       nodeId: 'app-2',
       keyRotationIntervalMs: 3_600_000,
@@ -184,5 +184,30 @@ describe('loadConfig: KEYRING_MASTER_KEY_FILE', () => {
     const problems = problemsOf({ ...minimal(), KEYRING_MASTER_KEY_FILE: path });
     expect(problems).toHaveLength(1);
     expect(problems[0]!.startsWith('KEYRING_MASTER_KEY')).toBe(true);
+  });
+});
+
+describe('loadConfig: Redis through Sentinel', () => {
+  const sentinelEnv = () => {
+    const { REDIS_URL: _url, ...rest } = minimal();
+    return { ...rest, REDIS_SENTINELS: 'sentinel-1:26379, sentinel-2:26379', REDIS_USERNAME: 'keyfleet', REDIS_PASSWORD: 'pw' };
+  };
+
+  it('takes REDIS_SENTINELS, REDIS_MASTER_NAME and credentials instead of REDIS_URL', () => {
+    const config = loadConfig({ ...sentinelEnv(), REDIS_MASTER_NAME: 'ring', REDIS_MIN_REPLICAS: '2' });
+    expect(config.redis).toEqual({
+      kind: 'sentinel',
+      sentinels: [{ host: 'sentinel-1', port: 26379 }, { host: 'sentinel-2', port: 26379 }],
+      name: 'ring',
+      username: 'keyfleet',
+      password: 'pw',
+    });
+    expect(config.redisMinReplicas).toBe(2);
+  });
+
+  it('refuses both REDIS_URL and REDIS_SENTINELS, and a malformed list, naming the variable', () => {
+    expect(named(problemsOf({ ...sentinelEnv(), REDIS_URL: 'redis://x:6379/0' }))).toContain('REDIS_URL and REDIS_SENTINELS');
+    expect(named(problemsOf({ ...sentinelEnv(), REDIS_SENTINELS: 'sentinel-1' }))).toContain('REDIS_SENTINELS');
+    expect(named(problemsOf({ ...sentinelEnv(), REDIS_MIN_REPLICAS: '-1' }))).toContain('REDIS_MIN_REPLICAS');
   });
 });
