@@ -173,3 +173,22 @@ describe('resolveVerifier', () => {
     expect(store.reads).toBe(1);
   });
 });
+
+describe('RingHolder never goes back to an older ring', () => {
+  it('keeps the newer ring when Redis answers with an older version (a failover that lost writes)', async () => {
+    const { holder, store, doc, masterKey } = await loadedHolder();
+    const newer = { ...(await rotateKey(doc, 'sign', T0 + 1_000, masterKey)), version: doc.version + 1 };
+    store.doc = newer;
+    await holder.reload('newer');
+    expect(holder.current!.version).toBe(newer.version);
+    const kid = activeKey(newer, 'sign')!.kid;
+
+    store.doc = doc; // Redis now holds the older version, without the new key
+    let changes = 0;
+    holder.on('change', () => changes++);
+    await holder.reload('older');
+    expect(holder.current!.version).toBe(newer.version);
+    expect(holder.current!.verifier('sign', kid)).toBeDefined();
+    expect(changes).toBe(0);
+  });
+});
