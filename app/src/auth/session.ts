@@ -33,7 +33,8 @@ export function sessionMiddleware(redis: Redis, holder: RingHolder, ttlMs: numbe
   const handler = session({
     name: SESSION_COOKIE,
     secret: secrets,
-    store: new RedisStore({ client: redis, prefix: redisKeys.sessionPrefix }),
+    // No EXPIRE on every read: sessions are not rolling, their TTL is set when they are saved.
+    store: new RedisStore({ client: redis, prefix: redisKeys.sessionPrefix, disableTouch: true }),
     resave: false,
     saveUninitialized: false,
     rolling: false,

@@ -109,7 +109,9 @@ export function createApp(deps: AppDeps) {
   });
 
   app.get('/me', async (req, res) => {
-    const principal = await identify(req, res, deps, verifyOptions);
+    // The API reads; only page views count visits. So /me costs no Redis round trip by
+    // token or auth cookie, and exactly one (the session read) by sid.
+    const principal = await identify(req, res, deps, verifyOptions, { countVisits: false });
     res.setHeader('Cache-Control', 'no-store');
     res.json({ ...principal, node: nodeId, ...sessionView(req, principal) });
   });
@@ -128,7 +130,7 @@ export function createApp(deps: AppDeps) {
   // The page identifies its caller like /me, on the node that serves it; a refused
   // credential is a notice on the page, not an error.
   app.get('/', async (req, res) => {
-    const view = await identify(req, res, deps, verifyOptions).then(
+    const view = await identify(req, res, deps, verifyOptions, { countVisits: true }).then(
       (principal) => ({ ...principal, ...sessionView(req, principal) }),
       (error: unknown) => {
         if (!(error instanceof KeyfleetError)) throw error;
@@ -149,7 +151,13 @@ export function createApp(deps: AppDeps) {
 }
 
 /** Bearer token, else `auth` cookie, else `sid` session. A credential that is present but bad is a 401. */
-async function identify(req: Request, res: Response, deps: AppDeps, verifyOptions: () => { now: number; clockSkewMs: number }): Promise<Principal> {
+async function identify(
+  req: Request,
+  res: Response,
+  deps: AppDeps,
+  verifyOptions: () => { now: number; clockSkewMs: number },
+  { countVisits }: { countVisits: boolean },
+): Promise<Principal> {
   const authorization = req.headers.authorization;
   if (authorization !== undefined) {
     const match = /^Bearer ([A-Za-z0-9._~+/=-]+)$/.exec(authorization.trim());
@@ -168,7 +176,7 @@ async function identify(req: Request, res: Response, deps: AppDeps, verifyOption
     // A browser sends both cookies: count the visit in its session too. Only when a `sid`
     // came along, so auth-cookie-only requests never wait on Redis; the cookie alone decides
     // who you are, and a session that is gone, unreachable or someone else's is left alone.
-    if (cookies[SESSION_COOKIE] !== undefined) {
+    if (countVisits && cookies[SESSION_COOKIE] !== undefined) {
       await runMiddleware(deps.session, req, res).then(
         () => req.session?.user === user && countVisit(req, deps.nodeId),
         (error: unknown) => deps.log.debug({ err: error }, 'visit not counted: session store unavailable'),
@@ -180,7 +188,7 @@ async function identify(req: Request, res: Response, deps: AppDeps, verifyOption
     await runMiddleware(deps.session, req, res);
     const user = req.session?.user;
     if (!user) throw unauthorized('ERR_SESSION_INVALID', 'session unknown, expired or tampered with');
-    countVisit(req, deps.nodeId);
+    if (countVisits) countVisit(req, deps.nodeId);
     return { user, via: 'session' };
   }
   throw unauthorized('ERR_NO_CREDENTIALS', 'no token, auth cookie or session');

@@ -92,20 +92,28 @@ describe('GET /me', () => {
     expect(sessions.state.calls).toBe(0);
   });
 
-  it('counts the visit in the session a browser sends with its auth cookie, still via cookie', async () => {
+  it('answers a browser sending its auth cookie and sid by the cookie alone, without the store', async () => {
     const { get, sessions, auth } = await start();
     sessions.records.set('s1', { user: 'demo', visits: 0, nodesSeen: ['node-3'] });
-    const first = await get('/me', { cookie: `${auth}; sid=s1` });
-    const second = await get('/me', { cookie: `sid=s1; ${auth}` });
-    expect(first.body).toEqual({ user: 'demo', via: 'cookie', node: 'node-1', visits: 1, nodesSeen: ['node-3', 'node-1'] });
-    expect(second.body).toMatchObject({ via: 'cookie', visits: 2 });
-    expect(sessions.state.calls).toBe(2);
+    expect((await get('/me', { cookie: `${auth}; sid=s1` })).body).toEqual({ user: 'demo', via: 'cookie', node: 'node-1' });
+    expect(sessions.state.calls).toBe(0);
+  });
+
+  it('counts page views in the session a browser sends with its auth cookie, still via cookie', async () => {
+    const { get, sessions, auth } = await start();
+    sessions.records.set('s1', { user: 'demo', visits: 0, nodesSeen: ['node-3'] });
+    const first = await get('/', { cookie: `${auth}; sid=s1` });
+    const second = await get('/', { cookie: `sid=s1; ${auth}` });
+    expect(first.text).toMatch(/id="visits">1</);
+    expect(second.text).toMatch(/id="visits">2</);
+    expect(second.text).toMatch(/id="via" data-via="cookie"/);
+    expect(sessions.records.get('s1')).toMatchObject({ visits: 2, nodesSeen: ['node-3', 'node-1'] });
   });
 
   it('leaves a session that belongs to someone else alone', async () => {
     const { get, sessions, auth } = await start();
     sessions.records.set('s2', { user: 'mallory', visits: 5 });
-    expect((await get('/me', { cookie: `${auth}; sid=s2` })).body).toEqual({ user: 'demo', via: 'cookie', node: 'node-1' });
+    await get('/', { cookie: `${auth}; sid=s2` });
     expect(sessions.records.get('s2')!.visits).toBe(5);
   });
 
@@ -119,10 +127,12 @@ describe('GET /me', () => {
     expect((await get('/me', { cookie: 'sid=s1' })).status).toBe(503);
   });
 
-  it('still counts sid-only sessions', async () => {
+  it('reads sid-only sessions on /me (one store read, no count) and counts them on the page', async () => {
     const { get, sessions } = await start();
     sessions.records.set('s3', { user: 'demo', visits: 2, nodesSeen: ['node-1'] });
-    expect((await get('/me', { cookie: 'sid=s3' })).body).toEqual({ user: 'demo', via: 'session', node: 'node-1', visits: 3, nodesSeen: ['node-1'] });
+    expect((await get('/me', { cookie: 'sid=s3' })).body).toEqual({ user: 'demo', via: 'session', node: 'node-1', visits: 2, nodesSeen: ['node-1'] });
+    expect(sessions.state.calls).toBe(1);
+    expect((await get('/', { cookie: 'sid=s3' })).text).toMatch(/id="visits">3</);
   });
 });
 
