@@ -5,6 +5,7 @@ import type { RingSnapshot } from '../keyring/snapshot.js';
 import { ALGORITHMS } from '../keyring/types.js';
 import { KeyfleetError, unauthorized, unavailable } from '../lib/errors.js';
 import { AUDIENCE, ISSUER, MAX_TOKEN_BYTES } from './claims.js';
+import { verifyCacheFor } from './verifyCache.js';
 
 export interface MintOptions {
   user: string;
@@ -38,6 +39,11 @@ export interface VerifyOptions {
 /** Checks a bearer token against the ring; every failure is a 401 with a stable code. */
 export async function verifyAccessToken(holder: RingHolder, token: string, { now, clockSkewMs }: VerifyOptions): Promise<string> {
   if (token.length > MAX_TOKEN_BYTES) throw unauthorized('ERR_TOKEN_TOO_LARGE', 'token too large');
+  // This exact token passed every check below before, is not past its exp, and its key still
+  // verifies in the ring held now (verifyCache.ts): the same answer, without the crypto.
+  const cache = verifyCacheFor(holder, 'sign');
+  const cached = cache.get(token, holder.current, now);
+  if (cached !== undefined) return cached;
   let kid: string | undefined;
   try {
     const header = decodeProtectedHeader(token);
@@ -59,7 +65,9 @@ export async function verifyAccessToken(holder: RingHolder, token: string, { now
       requiredClaims: ['sub', 'exp', 'iat'],
       typ: 'JWT',
     });
-    return payload.sub as string;
+    const user = payload.sub as string;
+    cache.set(token, { user, kid: key.meta.kid, key: key.verifyKey, exp: payload.exp!, nbf: payload.nbf, clockSkewMs }, now);
+    return user;
   } catch (error) {
     throw joseToHttp(error, 'TOKEN');
   }
