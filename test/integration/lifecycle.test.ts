@@ -83,6 +83,15 @@ describe('key lifecycle on a running cluster', () => {
   it('revokes a key on every node by the time the command returns', async () => {
     const victim = await login(cluster.url);
     const kid = kidOf(victim.token)!;
+    // Verified on every node first, so each node has it in its verified-credential cache:
+    // revocation must reach cached credentials too.
+    const warmed = new Set<string>();
+    for (let i = 0; i < 9; i++) {
+      const reply = await request(`${cluster.url}/me`, { headers: credentialHeaders('token', victim) });
+      expect(reply.status).toBe(200);
+      warmed.add(reply.node!);
+    }
+    expect(warmed.size).toBe(3);
     const started = Date.now();
     const revoked = await cluster.cli(['revoke', kid]);
     const elapsed = Date.now() - started;

@@ -47,6 +47,9 @@ export function createApp(deps: AppDeps) {
   const { nodeId, holder, clock, log } = deps;
   const app = express();
   app.disable('x-powered-by');
+  // No ETag: answers are per-caller and not cached (no-store), and hashing every JSON body
+  // cost 2-3.5 % of CPU in the profiles (docs/performance.md).
+  app.set('etag', false);
   app.set('trust proxy', deps.trustProxy);
   app.use((_req, res, next) => {
     res.setHeader('X-Node-Id', nodeId);
