@@ -1,4 +1,3 @@
-import { getContainerRuntimeClient } from 'testcontainers';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Cluster, waitUntil } from '../support/cluster.js';
 import { login, request } from '../support/http.js';
@@ -33,9 +32,8 @@ describe('primary election', () => {
     expect(c.nodes.has(primary)).toBe(true);
     const before = await login(c.url);
 
-    const docker = (await getContainerRuntimeClient()).container.dockerode;
     const killedAt = Date.now();
-    await docker.getContainer(c.nodes.get(primary)!.getId()).kill({ signal: 'SIGKILL' });
+    await c.killNode(primary);
     let next: string | undefined;
     await waitUntil(async () => {
       next = await leaseHolder(c);
@@ -44,7 +42,6 @@ describe('primary election', () => {
     const failoverMs = Date.now() - killedAt;
     console.log(`[figures] primary ${primary} killed; ${next} took the lease after ${failoverMs} ms (lease TTL ${LEASE_TTL_MS} ms)`);
     expect(failoverMs).toBeLessThanOrEqual(LEASE_TTL_MS + TICK_MS);
-    c.nodes.delete(primary);
 
     const rotated = await c.cli(['rotate', '--purpose', 'sign'], next);
     expect(rotated.exitCode, rotated.output).toBe(0);

@@ -9,7 +9,7 @@ import {
   type StartedTestContainer,
 } from 'testcontainers';
 import { Redis } from 'ioredis';
-import { connectNetwork } from './docker.js';
+import { connectNetwork, killContainer } from './docker.js';
 
 // Fixtures for our own cluster, in testcontainers' shape: the same images and config that
 // compose.yaml runs (scripts/bootstrap.sh builds them), on a network of their own.
@@ -174,6 +174,7 @@ async function startSentinelSet(network: StartedNetwork, master: StartedRedis): 
  */
 export class Cluster {
   readonly nodes = new Map<string, StartedTestContainer>();
+  private readonly killed: StartedTestContainer[] = [];
   private nextNode = 1;
 
   sentinels?: SentinelSet;
@@ -262,6 +263,15 @@ export class Cluster {
     return container.exec(['keyfleet', ...args]);
   }
 
+  /** Kills one node (SIGKILL, no shutdown at all); its container is removed by stop(). */
+  async killNode(id: string): Promise<void> {
+    const container = this.nodes.get(id);
+    if (!container) throw new Error(`no node ${id}`);
+    this.nodes.delete(id);
+    this.killed.push(container);
+    await killContainer(container);
+  }
+
   /** Stops one node the way an orchestrator does (SIGTERM, then it drains and exits). */
   async stopNode(id: string): Promise<void> {
     await this.nodes.get(id)?.stop({ timeout: 20_000 }); // ms: SIGTERM, SIGKILL only after 20 s
@@ -269,7 +279,7 @@ export class Cluster {
   }
 
   async stop(): Promise<void> {
-    const containers = [this.lb, ...this.nodes.values(), this.redis?.container, ...(this.sentinels?.containers.values() ?? [])].filter(
+    const containers = [this.lb, ...this.nodes.values(), ...this.killed, this.redis?.container, ...(this.sentinels?.containers.values() ?? [])].filter(
       Boolean,
     ) as StartedTestContainer[];
     await Promise.allSettled(containers.map((container) => container.stop({ timeout: 0 })));
