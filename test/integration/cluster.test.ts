@@ -1,7 +1,7 @@
 import { createLocalJWKSet, jwtVerify } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Cluster } from '../support/cluster.js';
-import { credentialHeaders, login, probeAcrossNodes, request, type LoginResult } from '../support/http.js';
+import { credentialHeaders, login, postLogin, probeAcrossNodes, request, type LoginResult } from '../support/http.js';
 
 // Issue 2's acceptance: credentials minted on one node are accepted by every node, through
 // the real balancer, and bad ones are refused everywhere with a 401 and a JSON code.
@@ -53,18 +53,14 @@ describe('a three-node cluster behind HAProxy', () => {
   });
 
   it('refuses wrong credentials with 401', async () => {
-    const reply = await request(`${cluster.url}/login`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ username: 'demo', password: 'wrong' }),
-    });
+    const reply = await postLogin(cluster.url, { username: 'demo', password: 'wrong' });
     expect(reply.status).toBe(401);
     expect(reply.body.code).toBe('ERR_BAD_CREDENTIALS');
   });
 
   it('refuses a malformed login body with 400, never 5xx', async () => {
     for (const body of ['{', '[]', '{"username":1}', 'null', '"x"', JSON.stringify({ username: 'demo' })]) {
-      const reply = await request(`${cluster.url}/login`, { method: 'POST', headers: { 'content-type': 'application/json' }, body });
+      const reply = await postLogin(cluster.url, body);
       expect(reply.status, body).toBe(400);
       expect(reply.body.code, body).toMatch(/^ERR_/);
     }
@@ -155,11 +151,7 @@ describe('a three-node cluster behind HAProxy', () => {
   });
 
   it('sets HttpOnly, SameSite=Lax cookies (not Secure over plain HTTP)', async () => {
-    const response = await fetch(`${cluster.url}/login`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ username: 'demo', password: 'demo-password' }),
-    });
+    const response = await postLogin(cluster.url, { username: 'demo', password: 'demo-password' });
     const cookies = response.headers.getSetCookie();
     expect(cookies).toHaveLength(2);
     for (const cookie of cookies) {

@@ -3,7 +3,7 @@ import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { Cluster, waitUntil } from '../support/cluster.js';
 import { connectNetwork, containerLogs, disconnect, mappedPort, startContainer, stopContainer } from '../support/docker.js';
-import { credentialHeaders, login, request } from '../support/http.js';
+import { credentialHeaders, login, postLogin, request } from '../support/http.js';
 import { startTraffic } from '../support/traffic.js';
 
 // Issue 4: the cluster under failure, through the real balancer. Figures are printed with
@@ -50,13 +50,9 @@ describe('Redis outage, then Redis back (same container, AOF on)', () => {
         expect(session.body.code).toBe('ERR_SESSION_STORE_UNAVAILABLE');
       }
       // A login during the outage still mints a token and an auth cookie that work everywhere.
-      const response = await fetch(`${cluster.url}/login`, {
-        method: 'POST',
-        headers: { 'content-type': 'application/json' },
-        body: JSON.stringify({ username: 'demo', password: 'demo-password' }),
-      });
+      const response = await postLogin(cluster.url, { username: 'demo', password: 'demo-password' });
       expect(response.status).toBe(200);
-      const body = (await response.json()) as { token: string; session: boolean };
+      const body = response.body as { token: string; session: boolean };
       expect(body.session).toBe(false);
       const authCookie = response.headers.getSetCookie().find((c) => c.startsWith('auth='))!.split(';')[0]!;
       for (let i = 0; i < 6; i++) {

@@ -5,7 +5,7 @@ import { unwrapMaterial } from '../../app/src/keyring/wrap.js';
 import type { RingDocument } from '../../app/src/keyring/types.js';
 import { Cluster } from '../support/cluster.js';
 import { containerLogs } from '../support/docker.js';
-import { login, request, type LoginResult } from '../support/http.js';
+import { login, type LoginResult, postLogin, request } from '../support/http.js';
 
 // Issue 4, hostile input through the real balancer, and what must never reach a log.
 
@@ -26,11 +26,7 @@ describe('hostile clients, through HAProxy', () => {
     expect([400, 431]).toContain(big.status);
     const huge = await request(`${cluster.url}/me`, { headers: { 'x-filler': 'a'.repeat(40_000) } });
     expect(huge.status).toBe(400); // HAProxy: beyond its buffer, never reaches a node
-    const body = await request(`${cluster.url}/login`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ username: 'demo', password: 'x'.repeat(100_000) }),
-    });
+    const body = await postLogin(cluster.url, { username: 'demo', password: 'x'.repeat(100_000) });
     expect(body.status).toBe(413);
     expect(body.body.code).toBe('ERR_BODY_TOO_LARGE');
   });
@@ -53,12 +49,7 @@ describe('hostile clients, through HAProxy', () => {
   });
 
   it('throttles failed logins per account across nodes: 429 with Retry-After', async () => {
-    const attempt = (password: string) =>
-      request(`${cluster.url}/login`, {
-        method: 'POST',
-        headers: { 'content-type': 'application/json' },
-        body: JSON.stringify({ username: 'mallory', password }),
-      });
+    const attempt = (password: string) => postLogin(cluster.url, { username: 'mallory', password });
     const nodes = new Set<string>();
     for (let i = 0; i < 3; i++) {
       const reply = await attempt(`guess-${i}`);

@@ -2,7 +2,7 @@ import { Network, type StartedNetwork, type StartedTestContainer } from 'testcon
 import type { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { randomMasterKey, runNodeToExit, startAppNode, startRedis, waitUntil, type StartedRedis, DEMO_USERS } from '../support/cluster.js';
-import { request } from '../support/http.js';
+import { postLogin, request } from '../support/http.js';
 
 // How nodes start: who may create the ring, and what stops a node at once.
 
@@ -47,11 +47,7 @@ describe('node start-up', () => {
     const health = await request(`${url(secondary)}/healthz`);
     expect(health.status).toBe(503);
     expect(health.body).toMatchObject({ status: 'starting', node: 'secondary-1', ring: null });
-    const loginReply = await request(`${url(secondary)}/login`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ username: 'demo', password: 'demo-password' }),
-    });
+    const loginReply = await postLogin(url(secondary), { username: 'demo', password: 'demo-password' });
     expect(loginReply.status).toBe(503);
     expect(loginReply.body.code).toBe('ERR_NOT_READY');
   });

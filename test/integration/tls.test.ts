@@ -5,7 +5,7 @@ import { request as httpsRequest } from 'node:https';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Cluster, TLS_DIR } from '../support/cluster.js';
-import { request } from '../support/http.js';
+import { postLogin, request } from '../support/http.js';
 
 // TLS at the balancer, as production runs it: HAProxy terminates HTTPS (HTTP/2 and 1.1)
 // with the certificate bootstrap made; nodes learn the scheme from X-Forwarded-Proto.
@@ -74,11 +74,7 @@ describe('HTTPS at the balancer', () => {
     }
     expect(nodes.size).toBe(3);
     // The same login over plain HTTP gets no Secure flag: nodes trust the balancer's header.
-    const plain = await fetch(`${cluster.url}/login`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json', 'x-forwarded-proto': 'https' },
-      body: JSON.stringify({ username: 'demo', password: 'demo-password' }),
-    });
+    const plain = await postLogin(cluster.url, { username: 'demo', password: 'demo-password' }, { 'x-forwarded-proto': 'https' });
     for (const cookie of plain.headers.getSetCookie()) expect(cookie).not.toMatch(/Secure/);
     expect(plain.headers.get('strict-transport-security')).toBeNull();
   });

@@ -26,21 +26,25 @@ export interface LoginResult {
   node: string;
 }
 
-export async function login(baseUrl: string, username = 'demo', password = 'demo-password'): Promise<LoginResult> {
-  const response = await fetch(`${baseUrl}/login`, {
+/** POST /login with a JSON body (an object, or raw text for malformed bodies). */
+export function postLogin(baseUrl: string, body: unknown, headers: Record<string, string> = {}): Promise<Reply> {
+  return request(`${baseUrl}/login`, {
     method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ username, password }),
+    headers: { 'content-type': 'application/json', ...headers },
+    body: typeof body === 'string' ? body : JSON.stringify(body),
   });
-  if (response.status !== 200) throw new Error(`login failed: ${response.status} ${await response.text()}`);
-  const body = (await response.json()) as { token: string; node: string };
-  const cookies = response.headers.getSetCookie();
+}
+
+export async function login(baseUrl: string, username = 'demo', password = 'demo-password'): Promise<LoginResult> {
+  const reply = await postLogin(baseUrl, { username, password });
+  if (reply.status !== 200) throw new Error(`login failed: ${reply.status} ${JSON.stringify(reply.body)}`);
+  const cookies = reply.headers.getSetCookie();
   const pick = (name: string) => {
     const found = cookies.find((cookie) => cookie.startsWith(`${name}=`));
     if (!found) throw new Error(`login set no ${name} cookie`);
     return found.split(';')[0]!;
   };
-  return { token: body.token, authCookie: pick('auth'), sidCookie: pick('sid'), node: body.node };
+  return { token: reply.body.token, authCookie: pick('auth'), sidCookie: pick('sid'), node: reply.body.node };
 }
 
 export type CredentialKind = 'token' | 'cookie' | 'session';

@@ -89,24 +89,18 @@ export class PrimaryDuty {
   private async keepRing(): Promise<void> {
     const { store, holder, writer, clock, masterKey, log, rotationIntervalMs } = this.options;
     const doc = await store.read();
-    if (doc === null) {
-      const held = holder.current;
-      if (held) {
-        // Redis lost the ring (flushed, or a fresh instance): put back what every node holds,
-        // rather than minting keys that would log everyone out.
-        log.warn({ version: held.version }, 'the key ring is missing from Redis; restoring it from memory');
-        await writer.update({ action: 'restore-from-memory', detail: `version ${held.version}` }, () => held.document);
-      } else {
-        await writer.update({ action: 'create' }, (empty, now) => createInitialRing(empty, now, masterKey, writer));
-      }
+    const held = holder.current;
+    if (held && (doc === null || doc.version < held.version)) {
+      // Redis lost the ring (flushed, a fresh instance) or its latest writes (a failover to a
+      // replica behind the master): write back the ring this node holds, at a version above
+      // Redis's, rather than mint keys that would log everyone out.
+      const action = doc === null ? 'restore-from-memory' : 'self-heal';
+      log.warn({ held: held.version, redis: doc?.version ?? null, action }, 'Redis holds less than this node; writing back the ring held in memory');
+      await writer.update({ action, detail: `redis v${doc?.version ?? 0} -> held v${held.version}` }, () => held.document);
       return;
     }
-    const held = holder.current;
-    if (held && doc.version < held.version) {
-      // Self-heal: Redis lost writes this node holds (asynchronous replication and a
-      // failover, say). Write the newer ring back rather than mint keys over it.
-      log.warn({ held: held.version, redis: doc.version }, 'Redis holds an older ring; writing back the ring held in memory');
-      await writer.update({ action: 'self-heal', detail: `v${doc.version} -> held v${held.version}` }, () => held.document);
+    if (doc === null) {
+      await writer.update({ action: 'create' }, (empty, now) => createInitialRing(empty, now, masterKey, writer));
       return;
     }
     for (const purpose of purposesWithoutActiveKey(doc)) {

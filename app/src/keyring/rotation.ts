@@ -58,7 +58,9 @@ export async function rotate(purpose: Purpose, deps: RotationDeps): Promise<Rota
     audit.kid = kid; // read when the change commits
     return stage(doc, key, now);
   });
-  const stagedVersion = staged.document.keys.some((key) => key.kid === kid) ? staged.version : 0;
+  // The version that holds the staged key: the one just committed, or the current one when
+  // a key was already staged (the writer then returns the ring as it is).
+  const stagedVersion = staged.version;
   onProgress?.({ phase: 'staged', purpose, kid, version: stagedVersion });
   const stagedAt = clock.now();
 
