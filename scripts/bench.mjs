@@ -278,11 +278,12 @@ if (!dotEnv.REDIS_PASSWORD || !dotEnv.REDIS_ADMIN_PASSWORD) {
   console.error('bench: .env has no REDIS_PASSWORD / REDIS_ADMIN_PASSWORD: run scripts/bootstrap.sh first');
   process.exit(2);
 }
+const APP_IMAGE = `keyfleet/app:${process.env.KEYFLEET_TAG || 'dev'}`;
 const imageId = (() => {
   try {
-    return execFileSync('docker', ['image', 'inspect', '-f', '{{.Id}}', 'keyfleet/app:dev'], { encoding: 'utf8' }).trim();
+    return execFileSync('docker', ['image', 'inspect', '-f', '{{.Id}}', APP_IMAGE], { encoding: 'utf8' }).trim();
   } catch {
-    console.error('bench: no keyfleet/app:dev image: run scripts/bootstrap.sh first');
+    console.error(`bench: no ${APP_IMAGE} image: run scripts/bootstrap.sh first`);
     process.exit(2);
   }
 })();

@@ -181,11 +181,13 @@ build_app() {
   cp -r dist "$stage/dist"
 }
 
+# KEYFLEET_TAG (default dev) names the images, so several checkouts can share one daemon.
 build_images() {
-  say "building images (base $BASE_IMAGE)"
-  docker build -q --build-arg "BASE_IMAGE=$BASE_IMAGE" -t keyfleet/redis:dev redis >/dev/null
-  docker build -q --build-arg "BASE_IMAGE=$BASE_IMAGE" -t keyfleet/haproxy:dev haproxy >/dev/null
-  docker build -q --build-arg "BASE_IMAGE=$BASE_IMAGE" -t keyfleet/app:dev -f app/Dockerfile . >/dev/null
+  local tag=${KEYFLEET_TAG:-dev}
+  say "building images keyfleet/*:$tag (base $BASE_IMAGE)"
+  docker build -q --build-arg "BASE_IMAGE=$BASE_IMAGE" -t "keyfleet/redis:$tag" redis >/dev/null
+  docker build -q --build-arg "BASE_IMAGE=$BASE_IMAGE" -t "keyfleet/haproxy:$tag" haproxy >/dev/null
+  docker build -q --build-arg "BASE_IMAGE=$BASE_IMAGE" -t "keyfleet/app:$tag" -f app/Dockerfile . >/dev/null
 }
 
 ensure_docker

@@ -14,7 +14,9 @@ import { connectNetwork, killContainer } from './docker.js';
 // Fixtures for our own cluster, in testcontainers' shape: the same images and config that
 // compose.yaml runs (scripts/bootstrap.sh builds them), on a network of their own.
 
-export const IMAGES = { app: 'keyfleet/app:dev', redis: 'keyfleet/redis:dev', lb: 'keyfleet/haproxy:dev' } as const;
+/** Image tag: `dev`, or KEYFLEET_TAG where several checkouts share one Docker daemon. */
+export const IMAGE_TAG = process.env.KEYFLEET_TAG || 'dev';
+export const IMAGES = { app: `keyfleet/app:${IMAGE_TAG}`, redis: `keyfleet/redis:${IMAGE_TAG}`, lb: `keyfleet/haproxy:${IMAGE_TAG}` } as const;
 
 /** demo / demo-password, the same entry as in compose.yaml. */
 export const DEMO_USERS = (() => {
