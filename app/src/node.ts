@@ -3,7 +3,7 @@ import type { Redis } from 'ioredis';
 import type { Config } from './config/index.js';
 import { sessionMiddleware } from './auth/session.js';
 import { LoginThrottle } from './auth/throttle.js';
-import { publishBeat, removeBeat } from './cluster/heartbeat.js';
+import { authenticBeats, publishBeat, removeBeat } from './cluster/heartbeat.js';
 import { Lease } from './cluster/lease.js';
 import { PrimaryDuty } from './cluster/primary.js';
 import { createApp } from './http/app.js';
@@ -48,8 +48,13 @@ export class KeyfleetNode {
     for (const [name, client] of [['main', this.redis], ['sub', this.subscriber], ['commands', this.commandRedis]] as const) {
       client.on('error', (error: Error) => log.debug({ connection: name, err: error.message }, 'redis connection error'));
     }
-    this.store = new RingStore(this.redis);
+    this.store = new RingStore(this.redis, config.masterKey);
     this.holder = new RingHolder({
+      nodeId: config.nodeId,
+      peers: async () =>
+        (await authenticBeats(this.redis, config.masterKey))
+          .filter((beat) => beat.id !== config.nodeId && beat.ringId !== undefined)
+          .map((beat) => ({ id: beat.id, ringId: beat.ringId!, ringVersion: beat.ringVersion })),
       store: this.store,
       subscriber: this.subscriber,
       masterKey: config.masterKey,
@@ -122,7 +127,7 @@ export class KeyfleetNode {
     } else {
       const now = this.clock.now();
       const doc = keyringMode === 'local' ? await localRing(masterKey, now) : staticRing(staticSecret!, masterKey, now);
-      await this.holder.adopt(await RingSnapshot.open(doc, masterKey));
+      await this.holder.adopt(await RingSnapshot.open(doc, masterKey, undefined, this.clock));
       this.log.warn({ keyringMode }, keyringMode === 'local'
         ? 'KEYRING_MODE=local: this node uses keys of its own; other nodes will not accept what it mints'
         : 'KEYRING_MODE=static: keys derived from STATIC_SECRET; no rotation, no revocation');
@@ -152,11 +157,13 @@ export class KeyfleetNode {
         role: this.config.nodeRole,
         primary: this.lease.held,
         ringVersion: this.holder.current?.version ?? 0,
+        ...(this.holder.current ? { ringId: this.holder.current.document.ringId } : {}),
         startedAt: this.startedAt,
         at: this.clock.now(),
         draining: this.draining,
       },
       this.config.heartbeatIntervalMs * 3,
+      this.config.masterKey,
     ).catch((error: unknown) => this.log.debug({ err: error }, 'heartbeat failed'));
   }
 

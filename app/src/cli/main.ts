@@ -5,11 +5,14 @@ import { Command as Program, Option } from 'commander';
 import type { Redis } from 'ioredis';
 import { hashPassword } from '../auth/password.js';
 import { readReplies, sendCommand, type Reply } from '../cluster/commands.js';
-import { liveNodes } from '../cluster/heartbeat.js';
+import { authenticBeats, liveNodes } from '../cluster/heartbeat.js';
 import { leaseHolder } from '../cluster/lease.js';
+import { checkAgainstPeers } from '../keyring/holder.js';
+import { mergeRings, whatReplacingUndoes } from '../keyring/merge.js';
+import { beatAuthentic, newRingId as randomRingId, openRing, type OpenedRing } from '../keyring/seal.js';
 import { RingSnapshot } from '../keyring/snapshot.js';
-import { parseRing, RingStore } from '../keyring/store.js';
-import type { RingDocument } from '../keyring/types.js';
+import { readAudit, RingStore } from '../keyring/store.js';
+import type { Purpose, RingDocument } from '../keyring/types.js';
 import { masterKeyId, unwrapMaterial, wrapMaterial } from '../keyring/wrap.js';
 import { parseDuration } from '../lib/duration.js';
 import { KeyfleetError } from '../lib/errors.js';
@@ -64,29 +67,46 @@ const print = (human: string, data: unknown) => {
 const ago = (ms: number) => (ms < 1000 ? `${ms}ms` : `${(ms / 1000).toFixed(1)}s`);
 const iso = (ms?: number) => (ms === undefined ? '-' : new Date(ms).toISOString().replace(/\.\d+Z$/, 'Z'));
 
+const masterKeyFromEnv = () => readMasterKey('KEYRING_MASTER_KEY', 'KEYRING_MASTER_KEY_FILE');
+
+/**
+ * The ring in Redis, authenticated under the master key and checked against what live nodes
+ * serve (their heartbeats carry MACs too). Throws with the alarm's code when it fails.
+ */
+async function readVerified(redis: Redis, masterKey: Buffer): Promise<OpenedRing | null> {
+  const opened = await new RingStore(redis, masterKey).read();
+  if (!opened) return null;
+  const peers = (await authenticBeats(redis, masterKey)).filter((beat) => beat.ringId !== undefined);
+  checkAgainstPeers(opened, peers.map((beat) => ({ id: beat.id, ringId: beat.ringId!, ringVersion: beat.ringVersion })));
+  return opened;
+}
+
 program
   .command('status')
-  .description('ring version, keys per purpose, live nodes and the lease holder')
+  .description('ring version, keys per purpose, live nodes and the lease holder (the ring is authenticated first)')
   .action(() =>
     withRedis(async (redis) => {
-      const store = new RingStore(redis);
-      const [doc, nodes, holder] = await Promise.all([store.read(), liveNodes(redis), leaseHolder(redis)]);
+      const masterKey = masterKeyFromEnv();
+      const [opened, nodes, holder] = await Promise.all([readVerified(redis, masterKey), liveNodes(redis), leaseHolder(redis)]);
+      const doc = opened?.doc;
       const now = Date.now();
-      const keys = (doc?.keys ?? []).map(({ material: _material, publicJwk: _jwk, ...meta }) => meta);
-      const data = { version: doc?.version ?? 0, masterKeyId: doc?.masterKeyId ?? null, primary: holder ?? null, keys, nodes };
+      const keys = (doc?.keys ?? []).map(({ material: _material, ...meta }) => meta);
+      const data = { version: doc?.version ?? 0, ringId: doc?.ringId ?? null, format: opened?.legacy ? 1 : doc ? 2 : null, masterKeyId: doc?.masterKeyId ?? null, primary: holder ?? null, keys, nodes };
       const lines = [
-        `ring version ${data.version}${doc ? '' : ' (empty: no primary has created it yet)'}`,
+        `ring version ${data.version}${doc ? ` (ring ${doc.ringId}, ${opened!.legacy ? 'format 1, UNAUTHENTICATED: the primary upgrades it' : 'authenticated'})` : ' (empty: no primary has created it yet)'}`,
         `primary      ${holder ?? '(none: no node holds the lease)'}`,
         '',
         'KEYS',
         ...keys.map((k) => `  ${k.purpose.padEnd(8)} ${k.state.padEnd(8)} ${k.kid.padEnd(40)} created ${iso(k.createdAt)} active ${iso(k.activatedAt)} retired ${iso(k.retiredAt ?? k.revokedAt)} delete after ${iso(k.deleteAfter)}`),
         '',
         'NODES',
-        ...nodes.map((n) => `  ${n.id.padEnd(24)} ${n.primary ? 'primary  ' : 'secondary'} role=${n.role.padEnd(9)} ring v${n.ringVersion}${n.ringVersion === data.version ? '' : ' (behind)'}  heartbeat ${ago(now - n.at)} ago${n.draining ? '  draining' : ''}`),
+        ...nodes.map((n) => `  ${n.id.padEnd(24)} ${n.primary ? 'primary  ' : 'secondary'} role=${n.role.padEnd(9)} ring v${n.ringVersion}${n.ringVersion === data.version ? '' : ' (behind)'}  heartbeat ${ago(now - n.at)} ago${n.draining ? '  draining' : ''}${n.mac && !masterKeyMatches(n, masterKey) ? '  (heartbeat NOT authentic)' : ''}`),
       ];
       print(lines.join('\n'), data);
     }),
   );
+
+const masterKeyMatches = (beat: object, masterKey: Buffer) => beatAuthentic(masterKey, beat);
 
 /** Sends a command to the primary and follows it to its end; returns the result data. */
 async function command(redis: Redis, body: Parameters<typeof sendCommand>[1], timeoutMs: number, onProgress: (data: any) => void) {
@@ -147,52 +167,89 @@ program
 
 program
   .command('backup')
-  .description('export the ring as JSON, key material still encrypted under the master key')
+  .description('export the ring as JSON, key material still encrypted and the whole ring still authenticated under the master key')
   .option('-o, --out <file>', 'write to a file instead of standard output')
   .action((options: { out?: string }) =>
     withRedis(async (redis) => {
-      const doc = await new RingStore(redis).read();
-      if (!doc) fail('ERR_RING_EMPTY', 'there is no key ring in Redis to back up');
-      const text = `${JSON.stringify(doc, null, 2)}\n`;
+      const masterKey = masterKeyFromEnv();
+      // Refuse to back up a ring that fails its check: a backup must be one worth restoring.
+      const opened = await readVerified(redis, masterKey);
+      if (!opened) fail('ERR_RING_EMPTY', 'there is no key ring in Redis to back up');
+      const text = `${(await new RingStore(redis, masterKey).readRaw())!.trim()}\n`;
       if (options.out) {
         writeFileSync(options.out, text, { mode: 0o600 });
-        console.error(`backed up ring v${doc.version} (${doc.keys.length} keys) to ${options.out}`);
+        console.error(`backed up ring v${opened.doc.version} (${opened.doc.keys.length} keys) to ${options.out}`);
       } else process.stdout.write(text);
     }),
   );
 
+/** Kids the audit stream says were revoked, with when (it can only add revocations). */
+async function revocationsInAudit(store: RingStore): Promise<Map<string, number>> {
+  const revoked = new Map<string, number>();
+  for (const event of await store.auditTail(10_000)) if (event.action === 'revoke' && event.kid) revoked.set(event.kid, event.at);
+  return revoked;
+}
+
+const retentionFromEnv = (): Record<Purpose, number> => {
+  const get = (name: string, fallback: string) => parseDuration(process.env[name] || fallback) ?? fail('ERR_CONFIG', `${name}: not a duration`);
+  const skew = get('CLOCK_SKEW', '30s');
+  const session = get('SESSION_TTL', '8h');
+  return { sign: get('TOKEN_TTL', '15m') + skew, encrypt: session + skew, cookie: session + skew };
+};
+
 program
   .command('restore')
-  .description('import a ring exported by backup; nodes load it at once')
+  .description('merge a ring exported by backup into the ring in Redis (revocations and newer keys are kept); nodes load it at once')
   .argument('<file>', 'a backup file, or - for standard input')
-  .action((file: string) =>
+  .option('--force', 'replace the ring wholesale instead of merging (says what it undoes)')
+  .action((file: string, options: { force?: boolean }) =>
     withRedis(async (redis) => {
-      const doc = parseRing(readFileSync(file === '-' ? 0 : file, 'utf8'));
-      const store = new RingStore(redis);
+      const masterKey = masterKeyFromEnv();
+      const backup = openRing(masterKey, readFileSync(file === '-' ? 0 : file, 'utf8')).doc;
+      const store = new RingStore(redis, masterKey);
+      const current = (await store.read())?.doc ?? null;
       const nodes = await liveNodes(redis);
-      const current = await store.readVersion();
+      const expected = await store.readVersion();
       // Above every version a node holds, so every node takes it as new.
-      const version = Math.max(current, doc.version, ...nodes.map((n) => n.ringVersion)) + 1;
-      const result = await store.commit(current, { ...doc, version }, undefined, { actor, action: 'restore', detail: `backup of v${doc.version}` }, Date.now());
+      const version = Math.max(expected, backup.version, current?.version ?? 0, ...nodes.map((n) => n.ringVersion)) + 1;
+      const now = Date.now();
+      let next: RingDocument;
+      let summary: string;
+      let data: Record<string, unknown>;
+      if (options.force) {
+        const undone = whatReplacingUndoes(current, backup);
+        for (const line of undone) console.error(`restore --force undoes: ${line}`);
+        next = { ...backup, ringId: current?.ringId ?? backup.ringId, version, updatedAt: now };
+        summary = `replaced the ring with the backup of v${backup.version} (${backup.keys.length} keys) as ring v${version}; undid ${undone.length} change(s)`;
+        data = { version, keys: backup.keys.length, undone };
+      } else {
+        const merged = mergeRings(current, backup, { revokedInAudit: await revocationsInAudit(store), now, retention: retentionFromEnv() });
+        next = { ...merged.doc, version };
+        summary = `restored ring v${version}: ${merged.doc.keys.length} keys (${merged.restored.length} from the backup, ${merged.kept.length} newer kept, ${merged.revoked.length} kept revoked)`;
+        data = { version, keys: merged.doc.keys.length, restored: merged.restored, kept: merged.kept, revoked: merged.revoked };
+      }
+      const result = await store.commit(expected, next, undefined, { actor, action: options.force ? 'restore-force' : 'restore', detail: `backup of v${backup.version}` }, now);
       if (!result.ok) fail('ERR_RING_CONFLICT', 'the ring changed while restoring; run restore again');
-      print(`restored ${doc.keys.length} keys as ring v${version}`, { version, keys: doc.keys.length });
+      print(summary, data);
     }),
   );
 
 program
   .command('rewrap')
-  .description('re-encrypt all key material under a new master key (KEYRING_NEW_MASTER_KEY[_FILE])')
+  .description('re-encrypt all key material and re-authenticate the ring under a new master key (KEYRING_NEW_MASTER_KEY[_FILE])')
   .action(() =>
     withRedis(async (redis) => {
-      const oldKey = readMasterKey('KEYRING_MASTER_KEY', 'KEYRING_MASTER_KEY_FILE');
+      const oldKey = masterKeyFromEnv();
       const newKey = readMasterKey('KEYRING_NEW_MASTER_KEY', 'KEYRING_NEW_MASTER_KEY_FILE');
-      const store = new RingStore(redis);
-      const doc = await store.read();
-      if (!doc) fail('ERR_RING_EMPTY', 'there is no key ring in Redis');
-      await RingSnapshot.open(doc, oldKey); // proves the old key is right before anything changes
+      const opened = await readVerified(redis, oldKey); // proves the old key is right and the ring is good before anything changes
+      if (!opened) fail('ERR_RING_EMPTY', 'there is no key ring in Redis');
+      const doc = opened.doc;
+      await RingSnapshot.open(doc, oldKey);
       const keys = doc.keys.map((key) => ({ ...key, material: wrapMaterial(newKey, key.kid, key.purpose, unwrapMaterial(oldKey, key.kid, key.purpose, key.material)) }));
-      const next: RingDocument = { ...doc, keys, masterKeyId: masterKeyId(newKey), version: doc.version + 1, updatedAt: Date.now() };
-      const result = await store.commit(doc.version, next, undefined, { actor, action: 'rewrap', detail: `${doc.masterKeyId} -> ${next.masterKeyId}` }, Date.now());
+      const ringId = opened.legacy ? randomRingId() : doc.ringId;
+      const next: RingDocument = { ...doc, ringId, keys, masterKeyId: masterKeyId(newKey), version: doc.version + 1, updatedAt: Date.now() };
+      // Sealed under the new key: nodes restarted with it accept the ring, nodes still on the old key refuse it.
+      const result = await new RingStore(redis, newKey).commit(doc.version, next, undefined, { actor, action: 'rewrap', detail: `${doc.masterKeyId} -> ${next.masterKeyId}` }, Date.now());
       if (!result.ok) fail('ERR_RING_CONFLICT', 'the ring changed while rewrapping; run rewrap again');
       print(`rewrapped ${keys.length} keys under master key ${next.masterKeyId} (ring v${next.version}); now restart every node with the new key`, { version: next.version, masterKeyId: next.masterKeyId });
     }),
@@ -204,7 +261,7 @@ program
   .option('-n <count>', 'how many', '20')
   .action((options: { n: string }) =>
     withRedis(async (redis) => {
-      const events = await new RingStore(redis).auditTail(Number(options.n) || 20);
+      const events = await readAudit(redis, Number(options.n) || 20);
       print(events.map((e) => `${iso(e.at)} v${e.version} ${e.actor} ${e.action} ${e.purpose ?? ''} ${e.kid ?? ''} ${e.detail ?? ''}`.trimEnd()).join('\n'), events);
     }),
   );

@@ -13,6 +13,7 @@ import {
   stage,
 } from '../keyring/lifecycle.js';
 import { rotate, waitForNodes, type RotationOutcome } from '../keyring/rotation.js';
+import { newRingId, type OpenedRing } from '../keyring/seal.js';
 import type { RingStore } from '../keyring/store.js';
 import { PURPOSES, isPurpose, type Purpose, type RingDocument } from '../keyring/types.js';
 import type { RingWriter } from '../keyring/writer.js';
@@ -87,22 +88,45 @@ export class PrimaryDuty {
   }
 
   private async keepRing(): Promise<void> {
-    const { store, holder, writer, clock, masterKey, log, rotationIntervalMs } = this.options;
-    const doc = await store.read();
+    const { store, holder, writer, masterKey, log } = this.options;
     const held = holder.current;
-    if (held && (doc === null || doc.version < held.version)) {
-      // Redis lost the ring (flushed, a fresh instance) or its latest writes (a failover to a
-      // replica behind the master): write back the ring this node holds, at a version above
-      // Redis's, rather than mint keys that would log everyone out.
-      const action = doc === null ? 'restore-from-memory' : 'self-heal';
-      log.warn({ held: held.version, redis: doc?.version ?? null, action }, 'Redis holds less than this node; writing back the ring held in memory');
-      await writer.update({ action, detail: `redis v${doc?.version ?? 0} -> held v${held.version}` }, () => held.document);
+    let opened: OpenedRing | null;
+    let refused: string | undefined;
+    try {
+      opened = await store.read();
+    } catch (error) {
+      const code = error instanceof KeyfleetError ? error.code : '';
+      // A ring that fails its authentication check was written by someone without the master
+      // key: write back the good ring held here. Never for a ring of another master key (a rewrap).
+      if (!held || (code !== 'ERR_RING_INTEGRITY' && code !== 'ERR_RING_FORMAT')) throw error;
+      opened = null;
+      refused = code;
+    }
+    const doc = opened?.doc ?? null;
+    if (held && (refused || doc === null || doc.version < held.version || (!opened!.legacy && held.document.ringId !== 'legacy' && doc.ringId !== held.document.ringId))) {
+      // Redis lost the ring (flushed, a fresh instance), its latest writes (a failover to a
+      // replica behind the master), or holds one that is not ours: write back the ring this
+      // node holds, at a version above Redis's, rather than mint keys that would log everyone out.
+      const action = refused ? 'integrity-restore' : doc === null ? 'restore-from-memory' : 'self-heal';
+      log.warn({ held: held.version, redis: doc?.version ?? null, action, refused }, 'Redis holds less than this node; writing back the ring held in memory');
+      await writer.update({ action, detail: `redis ${refused ?? `v${doc?.version ?? 0}`} -> held v${held.version}` }, () => held.document, { repair: true });
       return;
     }
     if (doc === null) {
       await writer.update({ action: 'create' }, (empty, now) => createInitialRing(empty, now, masterKey, writer));
       return;
     }
+    if (opened!.legacy) {
+      // keyfleet 0.1 stored an unauthenticated ring: upgrade it once (the version CAS makes
+      // sure only one primary does), giving it an id of its own and a MAC from now on.
+      await writer.update({ action: 'migrate', detail: 'ring format 1 -> 2' }, (latest) => (latest.ringId === 'legacy' ? { ...latest, ringId: newRingId() } : null));
+      return;
+    }
+    await this.keepKeys(doc);
+  }
+
+  private async keepKeys(doc: RingDocument): Promise<void> {
+    const { writer, clock, masterKey, rotationIntervalMs } = this.options;
     for (const purpose of purposesWithoutActiveKey(doc)) {
       await writer.update({ action: 'replace', purpose }, (latest, now) => replaceActive(latest, purpose, now, masterKey, writer));
     }

@@ -71,10 +71,14 @@ export function createApp(deps: AppDeps) {
 
   app.get('/healthz', (_req, res) => {
     const ring = holder.current;
+    // An alarm (Redis holds a ring this node refuses) is shown, code only: the node keeps
+    // serving its last good ring, or stays not ready when it has none.
+    const alarm = holder.alarm?.code;
     const body = {
       status: ready() ? 'ok' : deps.isDraining() ? 'draining' : 'starting',
       node: nodeId,
-      ring: ring ? { version: ring.version, keys: ring.document.keys.length, complete: ring.complete } : null,
+      ring: ring ? { version: ring.version, keys: ring.document.keys.length, complete: ring.complete, ...(alarm ? { alarm } : {}) } : null,
+      ...(alarm ? { alarm } : {}),
     };
     res.status(ready() ? 200 : 503).json(body);
   });

@@ -120,7 +120,7 @@ export function redisSource(redis: Redis, store: RingStore): DashboardSource {
   return {
     nodes: () => liveNodes(redis),
     primary: () => leaseHolder(redis),
-    ring: () => store.read(),
+    ring: () => store.read().then((opened) => opened?.doc ?? null),
     audit: (count) => store.auditTail(count),
   };
 }

@@ -1,8 +1,7 @@
 import { createECDH, hkdfSync } from 'node:crypto';
-import type { JWK } from 'jose';
 import { generateKey } from './generate.js';
 import { activate, emptyRing, stage, type Lifetimes } from './lifecycle.js';
-import { ALGORITHMS, PURPOSES, type Purpose, type RingDocument, type StoredKey } from './types.js';
+import { ALGORITHMS, PURPOSES, RING_FORMAT, type Purpose, type RingDocument, type StoredKey } from './types.js';
 import { masterKeyId, wrapMaterial } from './wrap.js';
 
 // Rings that never change, for the two ways of running a farm keyfleet is measured against.
@@ -28,14 +27,12 @@ export function staticRing(secret: string, masterKey: Buffer, now: number): Ring
     const kid = `static-${purpose}`;
     const bytes = derive(purpose);
     let plaintext = bytes;
-    let publicJwk: JWK | undefined;
     if (purpose === 'sign') {
       const ecdh = createECDH('prime256v1');
       ecdh.setPrivateKey(bytes);
       const point = ecdh.getPublicKey(); // 0x04 || x || y
       const base = { kty: 'EC', crv: 'P-256', x: point.subarray(1, 33).toString('base64url'), y: point.subarray(33).toString('base64url') };
       plaintext = Buffer.from(JSON.stringify({ ...base, d: bytes.toString('base64url') }));
-      publicJwk = { ...base, kid, alg: ALGORITHMS.sign, use: 'sig' };
     }
     const key: StoredKey = {
       kid,
@@ -46,8 +43,7 @@ export function staticRing(secret: string, masterKey: Buffer, now: number): Ring
       activatedAt: now,
       material: wrapMaterial(masterKey, kid, purpose, plaintext),
     };
-    if (publicJwk) key.publicJwk = publicJwk;
     return key;
   });
-  return { format: 1, version: 1, masterKeyId: masterKeyId(masterKey), updatedAt: now, keys };
+  return { format: RING_FORMAT, ringId: 'static', version: 1, masterKeyId: masterKeyId(masterKey), updatedAt: now, keys };
 }

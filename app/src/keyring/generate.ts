@@ -13,11 +13,10 @@ export function newKid(purpose: Purpose, now: number): string {
 export async function generateKey(purpose: Purpose, now: number, masterKey: Buffer): Promise<StoredKey> {
   const kid = newKid(purpose, now);
   let plaintext: Buffer;
-  let publicJwk: StoredKey['publicJwk'];
   if (purpose === 'sign') {
-    const { publicKey, privateKey } = await generateKeyPair(ALGORITHMS.sign, { extractable: true });
+    // Only the private key is stored: the public half is derived from it when the ring is opened.
+    const { privateKey } = await generateKeyPair(ALGORITHMS.sign, { extractable: true });
     plaintext = Buffer.from(JSON.stringify(await exportJWK(privateKey)));
-    publicJwk = { ...(await exportJWK(publicKey)), kid, alg: ALGORITHMS.sign, use: 'sig' };
   } else {
     plaintext = randomBytes(32);
   }
@@ -29,7 +28,6 @@ export async function generateKey(purpose: Purpose, now: number, masterKey: Buff
     createdAt: now,
     material: wrapMaterial(masterKey, kid, purpose, plaintext),
   };
-  if (publicJwk) key.publicJwk = publicJwk;
   plaintext.fill(0);
   return key;
 }

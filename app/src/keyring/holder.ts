@@ -1,11 +1,40 @@
+import { createHash } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import type { Redis } from 'ioredis';
 import type { Clock } from '../lib/clock.js';
+import { KeyfleetError } from '../lib/errors.js';
 import type { Logger } from '../lib/log.js';
 import { redisKeys } from '../lib/redisKeys.js';
+import { openRing, type OpenedRing } from './seal.js';
 import { RingSnapshot } from './snapshot.js';
 import type { RingStore } from './store.js';
 import type { Purpose } from './types.js';
+
+/** What peers say about the ring they hold, from heartbeats that carry a valid MAC. */
+export interface PeerRing {
+  id: string;
+  ringId: string;
+  ringVersion: number;
+}
+
+/** Why this node refuses what Redis holds, while it serves the last good ring (if any). */
+export interface RingAlarm {
+  code: RingAlarmCode;
+  since: number;
+}
+
+// ERR_RING_INTEGRITY: the MAC fails (edited without the master key). ERR_RING_FORMAT: not a
+// ring at all. ERR_RING_ROLLBACK: older than a ring this node or a live peer holds.
+// ERR_RING_SWAPPED: another ring (another ringId) than the one held. ERR_RING_DOWNGRADE: an
+// unauthenticated format-1 ring after format 2 was seen. ERR_MASTER_KEY_MISMATCH: wrapped
+// under another master key (a rewrap this node was not restarted for).
+export type RingAlarmCode =
+  | 'ERR_RING_INTEGRITY'
+  | 'ERR_RING_FORMAT'
+  | 'ERR_RING_ROLLBACK'
+  | 'ERR_RING_SWAPPED'
+  | 'ERR_RING_DOWNGRADE'
+  | 'ERR_MASTER_KEY_MISMATCH';
 
 export interface RingHolderOptions {
   store: RingStore;
@@ -17,6 +46,10 @@ export interface RingHolderOptions {
   reloadIntervalMs: number;
   /** At most one reload per this interval is triggered by tokens with an unknown key id. */
   unknownKidReloadIntervalMs?: number;
+  /** Named in audit entries this node writes (integrity alarms). */
+  nodeId?: string;
+  /** Live peers' authenticated heartbeats: a starting node refuses a ring older than theirs. */
+  peers?: () => Promise<PeerRing[]>;
 }
 
 /**
@@ -24,8 +57,12 @@ export interface RingHolderOptions {
  * periodically as a backstop, and at most once a second for a token with an unknown kid.
  * When Redis is unreachable, or has lost the ring, it keeps serving what it holds.
  */
-export class RingHolder extends EventEmitter<{ change: [RingSnapshot] }> {
+export class RingHolder extends EventEmitter<{ change: [RingSnapshot]; alarm: [RingAlarm | undefined] }> {
   private snapshot: RingSnapshot | undefined;
+  private ringAlarm: RingAlarm | undefined;
+  private alarmedFingerprint: string | undefined;
+  /** Once an authenticated ring was loaded, an unauthenticated one is never accepted again. */
+  private sawAuthenticated = false;
   private inFlight: Promise<RingSnapshot | undefined> | undefined;
   private lastUnknownKidReload = Number.NEGATIVE_INFINITY;
   private timer: NodeJS.Timeout | undefined;
@@ -40,6 +77,11 @@ export class RingHolder extends EventEmitter<{ change: [RingSnapshot] }> {
 
   get current(): RingSnapshot | undefined {
     return this.snapshot;
+  }
+
+  /** Set while Redis holds a ring this node refuses; cleared when a good one loads. */
+  get alarm(): RingAlarm | undefined {
+    return this.ringAlarm;
   }
 
   /** Loads the ring once (a wrong master key throws here, so the node refuses to start). */
@@ -91,21 +133,75 @@ export class RingHolder extends EventEmitter<{ change: [RingSnapshot] }> {
 
   private async load(reason: string): Promise<RingSnapshot | undefined> {
     const { store, masterKey, log } = this.options;
-    const doc = await store.read();
-    if (doc === null) {
+    const raw = await store.readRaw();
+    if (raw === null) {
       if (this.snapshot) log.warn({ version: this.snapshot.version }, 'the key ring is missing from Redis; serving the ring held in memory');
       return this.snapshot;
     }
-    if (doc.version === this.snapshot?.version) return this.snapshot;
+    let opened: OpenedRing;
+    try {
+      opened = openRing(masterKey, raw);
+      await this.checkAgainstWhatWeKnow(opened);
+    } catch (error) {
+      const code = error instanceof KeyfleetError ? error.code : undefined;
+      // A wrong master key at start-up is the operator's mistake: refuse to start (server.ts).
+      if (code === 'ERR_MASTER_KEY_MISMATCH' && !this.snapshot) throw error;
+      if (!isAlarmCode(code)) throw error;
+      await this.raise(code, raw, (error as Error).message);
+      return this.snapshot;
+    }
+    const { doc, legacy } = opened;
+    if (doc.version === this.snapshot?.version && doc.ringId === this.snapshot.document.ringId) {
+      this.clearAlarm();
+      return this.snapshot;
+    }
     if (this.snapshot && doc.version < this.snapshot.version) {
       // Redis went back in time (a failover to a replica that missed the last writes, or a
       // restart without them): keep the newer ring; the primary writes it back.
       log.warn({ held: this.snapshot.version, redis: doc.version }, 'Redis holds an older ring than this node; keeping the newer one');
+      await this.raise('ERR_RING_ROLLBACK', raw, `Redis holds ring v${doc.version}, older than v${this.snapshot.version} held here`);
       return this.snapshot;
     }
-    const next = await RingSnapshot.open(doc, masterKey, this.snapshot);
+    const next = await RingSnapshot.open(doc, masterKey, this.snapshot, this.options.clock);
+    if (legacy) log.warn({ version: doc.version }, 'the key ring in Redis is format 1 (unauthenticated): the primary upgrades it');
+    else this.sawAuthenticated = true;
+    this.clearAlarm();
     this.set(next, reason);
     return next;
+  }
+
+  /** Refusals that need more than the MAC: what this node held, and what live peers hold. */
+  private async checkAgainstWhatWeKnow({ doc, legacy }: OpenedRing): Promise<void> {
+    const held = this.snapshot?.document;
+    if (legacy && this.sawAuthenticated) throw ringAlarm('ERR_RING_DOWNGRADE', 'Redis holds an unauthenticated format-1 ring after an authenticated one');
+    if (held && !legacy && held.ringId !== 'legacy' && doc.ringId !== held.ringId) {
+      throw ringAlarm('ERR_RING_SWAPPED', `Redis holds ring ${doc.ringId}, not ring ${held.ringId} this node serves`);
+    }
+    if (held) return; // a running node's own memory is the better evidence (version checks below)
+    checkAgainstPeers({ doc, legacy }, (await this.options.peers?.().catch(() => [])) ?? []);
+  }
+
+  private async raise(code: RingAlarmCode, raw: string, message: string): Promise<void> {
+    const fingerprint = `${code}:${createHash('sha256').update(raw).digest('base64url')}`;
+    if (this.ringAlarm?.code !== code) {
+      this.ringAlarm = { code, since: this.options.clock.now() };
+      this.emit('alarm', this.ringAlarm);
+    }
+    if (fingerprint === this.alarmedFingerprint) return;
+    this.alarmedFingerprint = fingerprint;
+    // The code and what was refused; never key material (the document is not logged).
+    this.options.log.error({ code, held: this.snapshot?.version ?? null }, `refusing the key ring in Redis: ${message}; ${this.snapshot ? 'serving the last good ring from memory' : 'not ready until a good ring is there'}`);
+    await this.options.store
+      .audit({ actor: this.options.nodeId ?? 'node', action: 'integrity-alarm', detail: `${code}: ${message}` }, this.options.clock.now())
+      .catch(() => undefined);
+  }
+
+  private clearAlarm(): void {
+    if (!this.ringAlarm) return;
+    this.options.log.info({ code: this.ringAlarm.code }, 'ring alarm cleared: Redis holds a good ring again');
+    this.ringAlarm = undefined;
+    this.alarmedFingerprint = undefined;
+    this.emit('alarm', undefined);
   }
 
   private set(next: RingSnapshot, reason: string) {
@@ -114,6 +210,24 @@ export class RingHolder extends EventEmitter<{ change: [RingSnapshot] }> {
     this.options.log.info({ version: next.version, previous, reason, keys: next.document.keys.length }, 'key ring loaded');
     this.emit('change', next);
   }
+}
+
+const ALARM_CODES: readonly string[] = ['ERR_RING_INTEGRITY', 'ERR_RING_FORMAT', 'ERR_RING_ROLLBACK', 'ERR_RING_SWAPPED', 'ERR_RING_DOWNGRADE', 'ERR_MASTER_KEY_MISMATCH'];
+const isAlarmCode = (code: string | undefined): code is RingAlarmCode => code !== undefined && ALARM_CODES.includes(code);
+const ringAlarm = (code: RingAlarmCode, message: string) => new KeyfleetError(code, message);
+
+/**
+ * What a node without a ring of its own (starting) and the CLI can check beyond the MAC: a
+ * replayed older ring, another ring, or a format-1 ring, against what live peers serve.
+ */
+export function checkAgainstPeers({ doc, legacy }: OpenedRing, peers: PeerRing[]): void {
+  if (legacy && peers.some((peer) => peer.ringId !== 'legacy')) {
+    throw ringAlarm('ERR_RING_DOWNGRADE', 'Redis holds an unauthenticated format-1 ring while live nodes serve an authenticated one');
+  }
+  const ahead = peers.find((peer) => peer.ringId === doc.ringId && peer.ringVersion > doc.version);
+  if (ahead) throw ringAlarm('ERR_RING_ROLLBACK', `Redis holds ring v${doc.version}; live node ${ahead.id} serves v${ahead.ringVersion}`);
+  const other = !legacy && peers.find((peer) => peer.ringId !== 'legacy' && peer.ringId !== doc.ringId);
+  if (other) throw ringAlarm('ERR_RING_SWAPPED', `Redis holds ring ${doc.ringId}; live node ${other.id} serves ring ${other.ringId}`);
 }
 
 /** Finds the key for `kid`, reloading once (rate-limited) when the kid is not in our ring. */

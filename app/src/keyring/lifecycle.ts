@@ -1,5 +1,6 @@
 import { KeyfleetError } from '../lib/errors.js';
-import { PURPOSES, type Purpose, type RingDocument, type StoredKey } from './types.js';
+import { newRingId } from './seal.js';
+import { PURPOSES, RING_FORMAT, type Purpose, type RingDocument, type StoredKey } from './types.js';
 
 // Pure transitions of the ring document. No I/O and no clock of their own: the caller
 // passes `now`, commits the result with a compare-and-set, and retries on conflict.
@@ -14,8 +15,9 @@ export interface Lifetimes {
   clockSkewMs: number;
 }
 
-export function emptyRing(masterKeyId: string, now: number): RingDocument {
-  return { format: 1, version: 0, masterKeyId, updatedAt: now, keys: [] };
+/** A new ring, with a fresh random id of its own. */
+export function emptyRing(masterKeyId: string, now: number, ringId: string = newRingId()): RingDocument {
+  return { format: RING_FORMAT, ringId, version: 0, masterKeyId, updatedAt: now, keys: [] };
 }
 
 const withKeys = (doc: RingDocument, keys: StoredKey[], now: number): RingDocument => ({

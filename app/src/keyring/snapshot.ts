@@ -1,5 +1,6 @@
-import { createSecretKey, type KeyObject } from 'node:crypto';
+import { createPrivateKey, createPublicKey, createSecretKey, type KeyObject } from 'node:crypto';
 import { importJWK, type JWK } from 'jose';
+import { systemClock, type Clock } from '../lib/clock.js';
 import { KeyfleetError } from '../lib/errors.js';
 import { verifies } from './lifecycle.js';
 import { ALGORITHMS, PURPOSES, type Purpose, type RingDocument, type StoredKey } from './types.js';
@@ -10,8 +11,10 @@ export interface LiveKey {
   readonly meta: Omit<StoredKey, 'material'>;
   /** sign: private key; encrypt: AES key; cookie: the HMAC secret as a string. */
   readonly secret: CryptoKey | KeyObject | string;
-  /** sign only: the public key, for verification. */
+  /** sign only: the public key, for verification, derived from the private key (never read from storage). */
   readonly verifyKey?: CryptoKey | KeyObject;
+  /** sign only: the public JWK the JWKS publishes, derived like `verifyKey`. */
+  readonly publicJwk?: JWK;
   /** The wrapped material it came from: a later snapshot reuses the import if unchanged. */
   readonly wrapped: string;
 }
@@ -28,12 +31,13 @@ export class RingSnapshot {
   private constructor(
     readonly document: RingDocument,
     keys: LiveKey[],
+    private readonly clock: Clock,
   ) {
     this.byKid = new Map(keys.map((key) => [key.meta.kid, key]));
     this.activeByPurpose = new Map(keys.filter((key) => key.meta.state === 'active').map((key) => [key.meta.purpose, key]));
     // express-session signs with the first secret and accepts any: active first, then newest.
     this.cookieSecrets = keys
-      .filter((key) => key.meta.purpose === 'cookie' && verifies(key.meta as StoredKey))
+      .filter((key) => key.meta.purpose === 'cookie' && this.mayVerify(key))
       .sort((a, b) => rank(a) - rank(b) || b.meta.createdAt - a.meta.createdAt)
       .map((key) => key.secret as string);
   }
@@ -51,10 +55,17 @@ export class RingSnapshot {
     return this.activeByPurpose.get(purpose);
   }
 
-  /** The key for `kid` if it may verify for `purpose` (never a revoked one). */
+  /** The key for `kid` if it may verify for `purpose`: never a revoked one, nor a retired one past its deleteAfter. */
   verifier(purpose: Purpose, kid: string | undefined): LiveKey | undefined {
     const key = kid === undefined ? undefined : this.byKid.get(kid);
-    return key && key.meta.purpose === purpose && verifies(key.meta as StoredKey) ? key : undefined;
+    return key && key.meta.purpose === purpose && this.mayVerify(key) ? key : undefined;
+  }
+
+  // A retired key stops at its deleteAfter on every node's own clock, whether or not a
+  // primary is running to delete it.
+  private mayVerify(key: LiveKey): boolean {
+    const { deleteAfter, state } = key.meta;
+    return verifies(key.meta as StoredKey) && !(state === 'retired' && deleteAfter !== undefined && deleteAfter <= this.clock.now());
   }
 
   has(kid: string): boolean {
@@ -64,14 +75,14 @@ export class RingSnapshot {
   /** Public keys of every sign key that may still verify a token. */
   jwks(): { keys: JWK[] } {
     return {
-      keys: this.document.keys
-        .filter((key) => key.purpose === 'sign' && verifies(key) && key.publicJwk)
+      keys: [...this.byKid.values()]
+        .filter((key) => key.meta.purpose === 'sign' && this.mayVerify(key) && key.publicJwk)
         .map((key) => key.publicJwk as JWK),
     };
   }
 
   /** Decrypts and imports every key of `document`, reusing imports from `previous`. */
-  static async open(document: RingDocument, masterKey: Buffer, previous?: RingSnapshot): Promise<RingSnapshot> {
+  static async open(document: RingDocument, masterKey: Buffer, previous?: RingSnapshot, clock: Clock = previous?.clock ?? systemClock): Promise<RingSnapshot> {
     if (document.masterKeyId !== masterKeyId(masterKey)) {
       throw new KeyfleetError(
         'ERR_MASTER_KEY_MISMATCH',
@@ -85,7 +96,7 @@ export class RingSnapshot {
         return importKey(stored, masterKey);
       }),
     );
-    return new RingSnapshot(document, live);
+    return new RingSnapshot(document, live, clock);
   }
 }
 
@@ -104,8 +115,9 @@ async function importKey(stored: StoredKey, masterKey: Buffer): Promise<LiveKey>
       case 'sign': {
         const jwk = JSON.parse(plaintext.toString('utf8')) as JWK;
         const secret = (await importJWK(jwk, ALGORITHMS.sign)) as CryptoKey;
-        const verifyKey = (await importJWK(stored.publicJwk ?? publicOf(jwk), ALGORITHMS.sign)) as CryptoKey;
-        return { meta, secret, verifyKey, wrapped: stored.material };
+        const publicJwk = publicOf(jwk, stored.kid);
+        const verifyKey = (await importJWK(publicJwk, ALGORITHMS.sign)) as CryptoKey;
+        return { meta, secret, verifyKey, publicJwk, wrapped: stored.material };
       }
       case 'encrypt':
         return { meta, secret: createSecretKey(Buffer.from(plaintext)), wrapped: stored.material };
@@ -117,7 +129,8 @@ async function importKey(stored: StoredKey, masterKey: Buffer): Promise<LiveKey>
   }
 }
 
-function publicOf(jwk: JWK): JWK {
-  const { d: _d, ...rest } = jwk;
-  return rest;
+/** The public half, computed from the private key: whatever storage says is never used. */
+function publicOf(jwk: JWK, kid: string): JWK {
+  const derived = createPublicKey(createPrivateKey({ key: jwk as import('node:crypto').JsonWebKey, format: 'jwk' })).export({ format: 'jwk' });
+  return { kty: derived.kty, crv: derived.crv, x: derived.x, y: derived.y, kid, alg: ALGORITHMS.sign, use: 'sig' } as JWK;
 }

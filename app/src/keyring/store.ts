@@ -1,6 +1,7 @@
 import type { Redis } from 'ioredis';
 import { KeyfleetError } from '../lib/errors.js';
 import { redisKeys } from '../lib/redisKeys.js';
+import { openRing, sealRing, type OpenedRing } from './seal.js';
 import type { RingDocument } from './types.js';
 
 /** Who changed the ring and how; appended to the audit stream with the new version. */
@@ -39,13 +40,25 @@ return {1, next}
 
 export type CommitResult = { ok: true; version: number } | { ok: false; reason: 'conflict' | 'fenced'; current: number };
 
-/** Reads and writes the ring in Redis. Holds no state of its own. */
+/**
+ * Reads and writes the ring in Redis. Holds no state of its own. Every read is authenticated
+ * and every write sealed under the master key (seal.ts).
+ */
 export class RingStore {
-  constructor(private readonly redis: Redis) {}
+  constructor(
+    private readonly redis: Redis,
+    private readonly masterKey: Buffer,
+  ) {}
 
-  async read(): Promise<RingDocument | null> {
-    const raw = await this.redis.get(redisKeys.ring);
-    return raw === null ? null : parseRing(raw);
+  /** The ring, authenticated: throws ERR_RING_INTEGRITY (or _FORMAT, ERR_MASTER_KEY_MISMATCH) when it is not. */
+  async read(): Promise<OpenedRing | null> {
+    const raw = await this.readRaw();
+    return raw === null ? null : openRing(this.masterKey, raw);
+  }
+
+  /** The stored text, unchecked (backups copy it as it is; alarms fingerprint it). */
+  async readRaw(): Promise<string | null> {
+    return this.redis.get(redisKeys.ring);
   }
 
   async readVersion(): Promise<number> {
@@ -68,7 +81,7 @@ export class RingStore {
       String(expectedVersion),
       String(doc.version),
       fence ?? '',
-      JSON.stringify(doc),
+      JSON.stringify(sealRing(this.masterKey, doc)),
       redisKeys.ringChannel,
       String(now),
       ...fields,
@@ -93,25 +106,17 @@ export class RingStore {
   }
 
   async auditTail(count: number): Promise<AuditEvent[]> {
-    const entries = await this.redis.xrevrange(redisKeys.audit, '+', '-', 'COUNT', count);
-    return entries.map(([id, flat]) => {
-      const fields: Record<string, string> = {};
-      for (let i = 0; i + 1 < flat.length; i += 2) fields[flat[i]!] = flat[i + 1]!;
-      const { version, at, actor = '', action = '', ...rest } = fields;
-      return { id, version: Number(version), at: Number(at), actor, action, ...rest };
-    });
+    return readAudit(this.redis, count);
   }
 }
 
-export function parseRing(raw: string): RingDocument {
-  let doc: RingDocument;
-  try {
-    doc = JSON.parse(raw) as RingDocument;
-  } catch (cause) {
-    throw new KeyfleetError('ERR_RING_FORMAT', 'the key ring in Redis is not valid JSON', 500, { cause });
-  }
-  if (doc?.format !== 1 || !Array.isArray(doc.keys) || typeof doc.version !== 'number') {
-    throw new KeyfleetError('ERR_RING_FORMAT', 'the key ring in Redis is not in format 1');
-  }
-  return doc;
+/** The newest `count` audit events (no master key needed: the audit stream is not secret). */
+export async function readAudit(redis: Redis, count: number): Promise<AuditEvent[]> {
+  const entries = await redis.xrevrange(redisKeys.audit, '+', '-', 'COUNT', count);
+  return entries.map(([id, flat]) => {
+    const fields: Record<string, string> = {};
+    for (let i = 0; i + 1 < flat.length; i += 2) fields[flat[i]!] = flat[i + 1]!;
+    const { version, at, actor = '', action = '', ...rest } = fields;
+    return { id, version: Number(version), at: Number(at), actor, action, ...rest };
+  });
 }

@@ -5,6 +5,7 @@ import type { Lease } from '../cluster/lease.js';
 import type { RingHolder } from './holder.js';
 import { emptyRing, type Lifetimes } from './lifecycle.js';
 import { RingSnapshot } from './snapshot.js';
+import type { OpenedRing } from './seal.js';
 import type { AuditEntry, RingStore } from './store.js';
 import type { RingDocument } from './types.js';
 import { masterKeyId } from './wrap.js';
@@ -36,17 +37,31 @@ export class RingWriter {
     return this.options.lifetimes;
   }
 
-  async update(audit: Omit<AuditEntry, 'actor'> & { actor?: string }, change: RingChange): Promise<RingSnapshot> {
+  /**
+   * Applies `change` to the latest authenticated ring and commits it. With `repair`, a ring
+   * in Redis that fails its authentication check (or is not a ring) is overwritten rather
+   * than refused: the change then starts from an empty ring (the caller passes the good
+   * ring it holds). A ring under another master key is never overwritten: that is a rewrap.
+   */
+  async update(audit: Omit<AuditEntry, 'actor'> & { actor?: string }, change: RingChange, { repair = false } = {}): Promise<RingSnapshot> {
     const { store, holder, lease, masterKey, clock, log, nodeId } = this.options;
     for (let attempt = 1; attempt <= MAX_ATTEMPTS; attempt++) {
       const fence = lease.fence;
       if (!fence) throw new KeyfleetError('ERR_NOT_PRIMARY', `${nodeId} does not hold the primary lease`, 409);
       const now = clock.now();
-      const stored = await store.read();
-      if (stored && stored.masterKeyId !== masterKeyId(masterKey)) {
-        // Someone rewrapped the ring under a new master key: never mix keys wrapped under two.
-        throw new KeyfleetError('ERR_MASTER_KEY_MISMATCH', `the ring is wrapped under master key ${stored.masterKeyId}; restart ${nodeId} with that key`);
+      let opened: OpenedRing | null;
+      try {
+        opened = await store.read();
+      } catch (error) {
+        const code = error instanceof KeyfleetError ? error.code : '';
+        if (code === 'ERR_MASTER_KEY_MISMATCH') {
+          // Someone rewrapped the ring under a new master key: never mix keys wrapped under two.
+          throw new KeyfleetError('ERR_MASTER_KEY_MISMATCH', `the ring is wrapped under another master key; restart ${nodeId} with that key`);
+        }
+        if (!repair || (code !== 'ERR_RING_INTEGRITY' && code !== 'ERR_RING_FORMAT')) throw error;
+        opened = null;
       }
+      const stored = opened?.doc ?? null;
       const expected = stored?.version ?? (await store.readVersion());
       const base = stored ?? emptyRing(masterKeyId(masterKey), now);
       const changed = await change(base, now);
@@ -58,7 +73,7 @@ export class RingWriter {
       const next: RingDocument = { ...changed, version: Math.max(expected, current?.version ?? 0) + 1, updatedAt: now };
       const result = await store.commit(expected, next, fence, { actor: nodeId, ...audit }, now);
       if (result.ok) {
-        const snapshot = await RingSnapshot.open(next, masterKey, current);
+        const snapshot = await RingSnapshot.open(next, masterKey, current, clock);
         await holder.adopt(snapshot);
         return snapshot;
       }

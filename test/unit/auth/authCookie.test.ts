@@ -6,7 +6,7 @@ import { AUDIENCE, ISSUER, MAX_TOKEN_BYTES } from '../../../app/src/auth/claims.
 import { mintAccessToken } from '../../../app/src/auth/tokens.js';
 import { activeKey } from '../../../app/src/keyring/lifecycle.js';
 import { RingSnapshot } from '../../../app/src/keyring/snapshot.js';
-import { b64json, caught, flipByte, loadedHolder, revokeActive, rotateKey, T0 } from '../support/ring.js';
+import { snapshotAt, b64json, caught, flipByte, loadedHolder, revokeActive, rotateKey, T0 } from '../support/ring.js';
 
 const TTL = 8 * 3_600_000;
 const SKEW = 30_000;
@@ -36,7 +36,7 @@ describe('sealAuthCookie', () => {
 
   it('refuses with ERR_NO_ACTIVE_KEY (503) when the encrypt key is revoked', async () => {
     const { doc, masterKey } = await loadedHolder();
-    const ring = await RingSnapshot.open(revokeActive(doc, 'encrypt', T0), masterKey);
+    const ring = await snapshotAt(revokeActive(doc, 'encrypt', T0), masterKey);
     const error = await caught(() => sealAuthCookie(ring, { user: 'alice', ttlMs: TTL, now: T0 }));
     expect(error.code).toBe('ERR_NO_ACTIVE_KEY');
     expect(error.status).toBe(503);
@@ -155,7 +155,7 @@ describe('openAuthCookie', () => {
   it('reloads the ring for an unknown kid and opens a cookie from a newer key', async () => {
     const { holder, store, doc, masterKey } = await loadedHolder();
     const newer = await rotateKey(doc, 'encrypt', T0 + 1000, masterKey);
-    const cookie = await sealAuthCookie(await RingSnapshot.open(newer, masterKey), { user: 'alice', ttlMs: TTL, now: T0 + 1000 });
+    const cookie = await sealAuthCookie(await snapshotAt(newer, masterKey), { user: 'alice', ttlMs: TTL, now: T0 + 1000 });
     store.doc = newer;
     const spy = vi.spyOn(holder, 'reloadForUnknownKid');
     expect(await openAuthCookie(holder, cookie, openAt(T0 + 1000))).toBe('alice');

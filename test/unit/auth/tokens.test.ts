@@ -5,7 +5,7 @@ import { AUDIENCE, ISSUER, MAX_TOKEN_BYTES } from '../../../app/src/auth/claims.
 import { mintAccessToken, verifyAccessToken } from '../../../app/src/auth/tokens.js';
 import { activeKey } from '../../../app/src/keyring/lifecycle.js';
 import { RingSnapshot } from '../../../app/src/keyring/snapshot.js';
-import { b64json, caught, flipByte, loadedHolder, revokeActive, rotateKey, T0 } from '../support/ring.js';
+import { snapshotAt, b64json, caught, flipByte, loadedHolder, revokeActive, rotateKey, T0 } from '../support/ring.js';
 
 const TTL = 15 * 60_000;
 const SKEW = 30_000;
@@ -36,7 +36,7 @@ describe('mintAccessToken', () => {
 
   it('refuses with ERR_NO_ACTIVE_KEY (503) when the sign key is revoked', async () => {
     const { doc, masterKey } = await loadedHolder();
-    const ring = await RingSnapshot.open(revokeActive(doc, 'sign', T0), masterKey);
+    const ring = await snapshotAt(revokeActive(doc, 'sign', T0), masterKey);
     const error = await caught(() => mintAccessToken(ring, { user: 'alice', ttlMs: TTL, now: T0 }));
     expect(error.code).toBe('ERR_NO_ACTIVE_KEY');
     expect(error.status).toBe(503);
@@ -191,7 +191,7 @@ describe('verifyAccessToken', () => {
   it('reloads the ring for an unknown kid and accepts a token from a newer key', async () => {
     const { holder, store, doc, masterKey } = await loadedHolder();
     const newer = await rotateKey(doc, 'sign', T0 + 1000, masterKey);
-    const { token, kid } = await mintAccessToken(await RingSnapshot.open(newer, masterKey), { user: 'alice', ttlMs: TTL, now: T0 + 1000 });
+    const { token, kid } = await mintAccessToken(await snapshotAt(newer, masterKey), { user: 'alice', ttlMs: TTL, now: T0 + 1000 });
     store.doc = newer; // committed by the primary; this node has not heard yet
     expect(holder.current!.has(kid)).toBe(false);
     const spy = vi.spyOn(holder, 'reloadForUnknownKid');

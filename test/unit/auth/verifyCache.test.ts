@@ -5,7 +5,7 @@ import { mintAccessToken, verifyAccessToken } from '../../../app/src/auth/tokens
 import { VerifyCache, verifyCacheFor, type VerifiedCredential } from '../../../app/src/auth/verifyCache.js';
 import { activeKey } from '../../../app/src/keyring/lifecycle.js';
 import { RingSnapshot } from '../../../app/src/keyring/snapshot.js';
-import { b64json, caught, FakeClock, FakeStore, flipByte, loadedHolder, makeHolder, revokeActive, rotateKey, T0 } from '../support/ring.js';
+import { snapshotAt, b64json, caught, FakeClock, FakeStore, flipByte, loadedHolder, makeHolder, revokeActive, rotateKey, T0 } from '../support/ring.js';
 
 const SKEW = 30_000;
 const TOKEN_TTL = 15 * 60_000;
@@ -68,7 +68,7 @@ describe('VerifyCache', () => {
     const cache = new VerifyCache('sign');
     cache.set('t1', verified(ring), T0);
     cache.set('t2', verified(ring, { user: 'bob' }), T0);
-    const revoked = await RingSnapshot.open(revokeActive(doc, 'sign', T0 + 1000), masterKey, ring);
+    const revoked = await snapshotAt(revokeActive(doc, 'sign', T0 + 1000), masterKey, ring);
     expect(cache.get('t1', revoked, T0 + 1000)).toBeUndefined(); // checked on lookup
     expect(cache.purge(revoked)).toBe(1); // t2, at once on the ring change
     expect(cache.size).toBe(0);
@@ -78,12 +78,12 @@ describe('VerifyCache', () => {
     const { ring, doc, masterKey } = await loadedHolder();
     const cache = new VerifyCache('sign');
     cache.set('t1', verified(ring), T0);
-    const rotated = await RingSnapshot.open(await rotateKey(doc, 'sign', T0 + 1000, masterKey), masterKey, ring);
+    const rotated = await snapshotAt(await rotateKey(doc, 'sign', T0 + 1000, masterKey), masterKey, ring);
     expect(rotated.verifier('sign', verified(ring).kid)?.meta.state).toBe('retired');
     expect(cache.purge(rotated)).toBe(0);
     expect(cache.get('t1', rotated, T0 + 1000)).toBe('alice');
     // The same kid imported afresh (another key object) does not vouch for old entries.
-    const reimported = await RingSnapshot.open(doc, masterKey);
+    const reimported = await snapshotAt(doc, masterKey);
     expect(cache.get('t1', reimported, T0 + 1000)).toBeUndefined();
   });
 

@@ -12,6 +12,7 @@ import {
   newMasterKey,
   revokeActive,
   rotateKey,
+  snapshotAt,
   T0,
 } from '../support/ring.js';
 
@@ -133,7 +134,7 @@ describe('RingHolder.reloadForUnknownKid', () => {
 describe('RingHolder.adopt', () => {
   it('takes a snapshot this node committed, once', async () => {
     const { holder, doc, masterKey } = await loadedHolder();
-    const next = await RingSnapshot.open(await rotateKey(doc, 'sign', T0 + 1, masterKey), masterKey, holder.current);
+    const next = await snapshotAt(await rotateKey(doc, 'sign', T0 + 1, masterKey), masterKey, holder.current);
     let changes = 0;
     holder.on('change', () => changes++);
     await holder.adopt(next);

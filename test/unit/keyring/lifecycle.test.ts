@@ -31,10 +31,14 @@ const ring = (...keys: StoredKey[]): RingDocument => ({ ...emptyRing('mk', T0), 
 const HOUR = 3_600_000;
 
 describe('emptyRing', () => {
-  it('is format 1, version 0, with no keys and every purpose lacking an active key', () => {
-    const doc = emptyRing('mk-id', T0);
-    expect(doc).toEqual({ format: 1, version: 0, masterKeyId: 'mk-id', updatedAt: T0, keys: [] });
+  it('is format 2, version 0, with no keys and every purpose lacking an active key', () => {
+    const doc = emptyRing('mk-id', T0, 'ring-1');
+    expect(doc).toEqual({ format: 2, ringId: 'ring-1', version: 0, masterKeyId: 'mk-id', updatedAt: T0, keys: [] });
     expect(purposesWithoutActiveKey(doc)).toEqual(['sign', 'encrypt', 'cookie']);
+  });
+
+  it('gives every new ring an id of its own', () => {
+    expect(emptyRing('mk-id', T0).ringId).not.toBe(emptyRing('mk-id', T0).ringId);
   });
 });
 

@@ -1,9 +1,11 @@
 import { randomBytes } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { generateKey } from '../../../app/src/keyring/generate.js';
-import { RingHolder } from '../../../app/src/keyring/holder.js';
+import { RingHolder, type PeerRing } from '../../../app/src/keyring/holder.js';
+import { RingSnapshot } from '../../../app/src/keyring/snapshot.js';
+import { openRing, sealRing, type OpenedRing } from '../../../app/src/keyring/seal.js';
 import { activate, activeKey, emptyRing, revoke, stage, type Lifetimes } from '../../../app/src/keyring/lifecycle.js';
-import type { RingStore } from '../../../app/src/keyring/store.js';
+import type { AuditEntry, RingStore } from '../../../app/src/keyring/store.js';
 import { PURPOSES, type Purpose, type RingDocument } from '../../../app/src/keyring/types.js';
 import { masterKeyId } from '../../../app/src/keyring/wrap.js';
 import type { Clock } from '../../../app/src/lib/clock.js';
@@ -60,17 +62,36 @@ export function revokeActive(doc: RingDocument, purpose: Purpose, now: number): 
   return { ...revoke(doc, active.kid, now, LIFETIMES), version: doc.version + 1 };
 }
 
-/** A stand-in for RingStore: holds one document, counts reads, can be made to fail. */
+/**
+ * A stand-in for RingStore: holds one document (sealed under the master key when read, as
+ * Redis holds it), counts reads, can be made to fail, or to return raw text of a test's own.
+ */
 export class FakeStore {
   reads = 0;
   versionReads = 0;
   failWith: Error | undefined;
+  /** When set, what Redis "holds" instead of the sealed `doc` (tampering tests). */
+  raw: string | undefined;
+  masterKey: Buffer | undefined;
+  readonly audits: AuditEntry[] = [];
   constructor(public doc: RingDocument | null) {}
 
-  async read(): Promise<RingDocument | null> {
+  async readRaw(): Promise<string | null> {
     this.reads++;
     if (this.failWith) throw this.failWith;
-    return this.doc;
+    if (this.raw !== undefined) return this.raw;
+    if (this.doc === null) return null;
+    if (!this.masterKey) throw new Error('FakeStore: no master key to seal with (use makeHolder)');
+    return JSON.stringify(sealRing(this.masterKey, this.doc));
+  }
+
+  async read(): Promise<OpenedRing | null> {
+    const raw = await this.readRaw();
+    return raw === null ? null : openRing(this.masterKey!, raw);
+  }
+
+  async audit(entry: AuditEntry): Promise<void> {
+    this.audits.push(entry);
   }
 
   async readVersion(): Promise<number> {
@@ -80,8 +101,10 @@ export class FakeStore {
   }
 }
 
-export function makeHolder(store: FakeStore, masterKey: Buffer, clock: Clock, unknownKidReloadIntervalMs?: number): RingHolder {
+export function makeHolder(store: FakeStore, masterKey: Buffer, clock: Clock, unknownKidReloadIntervalMs?: number, peers?: () => Promise<PeerRing[]>): RingHolder {
+  store.masterKey ??= masterKey;
   return new RingHolder({
+    peers,
     store: store as unknown as RingStore,
     subscriber: {} as unknown as Redis,
     masterKey,
@@ -101,6 +124,11 @@ export async function loadedHolder(now: number = T0) {
   const holder = makeHolder(store, masterKey, clock);
   await holder.reload('test', { throwOnError: true });
   return { masterKey, doc, store, clock, holder, ring: holder.current! };
+}
+
+/** Opens `doc` with a clock at the document's own time (the tests' rings live around T0, not now). */
+export function snapshotAt(doc: RingDocument, masterKey: Buffer, previous?: RingSnapshot): Promise<RingSnapshot> {
+  return RingSnapshot.open(doc, masterKey, previous, new FakeClock(doc.updatedAt));
 }
 
 /** Runs `fn` and returns the KeyfleetError it throws (fails the test on anything else). */
