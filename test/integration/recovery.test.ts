@@ -29,7 +29,7 @@ describe('recovering the key ring', () => {
   beforeAll(async () => {
     cluster = await Cluster.start({ nodes: 2 });
     dir = mkdtempSync(join(tmpdir(), 'keyfleet-backup-'));
-    env = { REDIS_URL: cluster.redis.hostUrl };
+    env = { REDIS_URL: cluster.redis.hostUrl, KEYRING_MASTER_KEY: cluster.masterKey };
   });
   afterAll(async () => {
     await cluster?.stop();

@@ -48,3 +48,12 @@ export async function containerLogs(container: StartedTestContainer): Promise<st
   }
   return Buffer.concat(parts).toString('utf8');
 }
+
+/** Freezes every process of a container (SIGSTOP-like, cgroup freezer): a node that cannot act. */
+export async function pauseContainer(container: StartedTestContainer): Promise<void> {
+  await (await docker()).getContainer(container.getId()).pause();
+}
+
+export async function unpauseContainer(container: StartedTestContainer): Promise<void> {
+  await (await docker()).getContainer(container.getId()).unpause();
+}

@@ -67,7 +67,7 @@ export class RingHolder extends EventEmitter<{ change: [RingSnapshot]; alarm: [R
   private lastUnknownKidReload = Number.NEGATIVE_INFINITY;
   private timer: NodeJS.Timeout | undefined;
   private readonly onMessage = (channel: string, message: string) => {
-    if (channel !== redisKeys.ringChannel || Number(message) === this.snapshot?.version) return;
+    if (channel !== redisKeys.ringChannel || (Number(message) === this.snapshot?.version && !this.ringAlarm)) return;
     void this.reload('announced').catch(() => undefined);
   };
 
@@ -104,7 +104,8 @@ export class RingHolder extends EventEmitter<{ change: [RingSnapshot]; alarm: [R
   /** The periodic backstop: one cheap GET of the version, the document only if it moved. */
   async reloadIfChanged(): Promise<void> {
     const version = await this.options.store.readVersion();
-    if (version !== this.snapshot?.version) await this.reload('periodic');
+    // Under an alarm the version key proves nothing (it is as writable as the ring): read again.
+    if (version !== this.snapshot?.version || this.ringAlarm) await this.reload('periodic');
   }
 
   /** Called for a token whose kid this node has never seen: it may be newer than our ring. */

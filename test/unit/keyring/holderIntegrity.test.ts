@@ -53,6 +53,16 @@ describe('RingHolder and a ring that fails its check', () => {
     expect(holder.current!.version).toBe(store.doc.version);
   });
 
+  it('keeps re-reading while an alarm stands, even when the version key has not moved (it is as writable as the ring)', async () => {
+    const { masterKey, doc, store, holder } = await runningNode();
+    store.raw = tamper(sealRing(masterKey, doc), (copy) => (copy.keys[0].createdAt += 1)); // same version
+    await holder.reload('announced');
+    expect(holder.alarm?.code).toBe('ERR_RING_INTEGRITY');
+    store.raw = undefined; // the good ring is back, at the same version
+    await holder.reloadIfChanged();
+    expect(holder.alarm).toBeUndefined();
+  });
+
   it('leaves a starting node without a ring (not ready) and says why, rather than trusting or crashing', async () => {
     const masterKey = newMasterKey();
     const doc = await buildRing(masterKey);
