@@ -71,7 +71,7 @@ describe('recovering the key ring', () => {
     }
     const restored = await hostCli(['restore', file], env);
     expect(restored.exitCode, restored.stderr).toBe(0);
-    expect(restored.stdout).toMatch(/restored \d+ keys as ring v\d+/);
+    expect(restored.stdout).toMatch(/restored ring v\d+: \d+ keys/);
 
     await Promise.all([cluster.addNode(), cluster.addNode()]);
     await cluster.waitForBalancer(2);

@@ -126,6 +126,8 @@ export interface ClusterOptions {
   balancerEnv?: Record<string, string>;
   /** Redis as a master, two replicas and three Sentinels (compose.ha.yaml's layout). */
   sentinel?: boolean;
+  /** Runs once Redis is up, before any node starts (to seed what a node should find there). */
+  beforeNodes?: (redis: StartedRedis, masterKey: string) => Promise<void>;
 }
 
 /** The Sentinel layout: containers by name, and the environment nodes need to use it. */
@@ -203,7 +205,7 @@ export class Cluster {
     return `http://${this.lb.getHost()}:${this.lb.getMappedPort(8404)}`;
   }
 
-  static async start({ nodes = 3, env = {}, balancerEnv = {}, sentinel = false }: ClusterOptions = {}): Promise<Cluster> {
+  static async start({ nodes = 3, env = {}, balancerEnv = {}, sentinel = false, beforeNodes }: ClusterOptions = {}): Promise<Cluster> {
     const network = await new Network().start();
     const backNetwork = await new Network().start();
     let cluster: Cluster | undefined;
@@ -214,6 +216,7 @@ export class Cluster {
         cluster.sentinels = await startSentinelSet(backNetwork, redis);
         cluster.env = { ...cluster.sentinels.nodeEnv, ...env };
       }
+      await beforeNodes?.(redis, cluster.masterKey);
       // The first node creates the ring; the others then start side by side.
       await cluster.addNode();
       await Promise.all(Array.from({ length: nodes - 1 }, () => cluster!.addNode()));
