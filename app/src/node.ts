@@ -61,6 +61,9 @@ export class KeyfleetNode {
       clock,
       log: log.child({ component: 'ring' }),
       reloadIntervalMs: config.ringReloadIntervalMs,
+      // Rotations stop waiting for a node once its heartbeat (TTL: three intervals) expires;
+      // the node stops counting itself current half an interval before that.
+      currentForMs: config.heartbeatIntervalMs * 2.5,
     });
     this.lease = new Lease(this.redis, config.nodeId, config.leaseTtlMs, clock);
     const lifetimes = {
@@ -128,6 +131,7 @@ export class KeyfleetNode {
       const now = this.clock.now();
       const doc = keyringMode === 'local' ? await localRing(masterKey, now) : staticRing(staticSecret!, masterKey, now);
       await this.holder.adopt(await RingSnapshot.open(doc, masterKey, undefined, this.clock));
+      this.holder.markFixed();
       this.log.warn({ keyringMode }, keyringMode === 'local'
         ? 'KEYRING_MODE=local: this node uses keys of its own; other nodes will not accept what it mints'
         : 'KEYRING_MODE=static: keys derived from STATIC_SECRET; no rotation, no revocation');
@@ -150,6 +154,7 @@ export class KeyfleetNode {
   }
 
   async beat(): Promise<void> {
+    const sentAt = this.clock.now();
     await publishBeat(
       this.redis,
       {
@@ -164,7 +169,10 @@ export class KeyfleetNode {
       },
       this.config.heartbeatIntervalMs * 3,
       this.config.masterKey,
-    ).catch((error: unknown) => this.log.debug({ err: error }, 'heartbeat failed'));
+    ).then(
+      () => this.holder.markCurrent(sentAt),
+      (error: unknown) => this.log.debug({ err: error }, 'heartbeat failed'),
+    );
   }
 
   /** Turns /healthz to 503 so the balancer stops sending new requests here. */

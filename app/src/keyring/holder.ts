@@ -50,6 +50,11 @@ export interface RingHolderOptions {
   nodeId?: string;
   /** Live peers' authenticated heartbeats: a starting node refuses a ring older than theirs. */
   peers?: () => Promise<PeerRing[]>;
+  /**
+   * How long after its last acknowledged heartbeat this node may still count itself current:
+   * a little less than the heartbeat TTL, after which rotations stop waiting for it.
+   */
+  currentForMs?: number;
 }
 
 /**
@@ -63,6 +68,10 @@ export class RingHolder extends EventEmitter<{ change: [RingSnapshot]; alarm: [R
   private alarmedFingerprint: string | undefined;
   /** Once an authenticated ring was loaded, an unauthenticated one is never accepted again. */
   private sawAuthenticated = false;
+  /** When the last heartbeat that Redis acknowledged was sent (see markCurrent). */
+  private confirmedAt = Number.NEGATIVE_INFINITY;
+  /** A ring that never changes (KEYRING_MODE local or static): always current. */
+  private fixed = false;
   private inFlight: Promise<RingSnapshot | undefined> | undefined;
   private lastUnknownKidReload = Number.NEGATIVE_INFINITY;
   private timer: NodeJS.Timeout | undefined;
@@ -77,6 +86,34 @@ export class RingHolder extends EventEmitter<{ change: [RingSnapshot]; alarm: [R
 
   get current(): RingSnapshot | undefined {
     return this.snapshot;
+  }
+
+  /**
+   * True while this node knows it holds every key that can have signed a valid credential.
+   * Rotation is propagate-then-activate over the live nodes (those whose heartbeat has not
+   * expired), so a node whose heartbeat Redis acknowledged within `currentForMs` was waited
+   * for by every activation: a kid it does not know is forged, deleted or revoked. A node
+   * cut off from Redis for longer may have been left out of a rotation; it cannot tell a new
+   * key from a forged one and must let another node answer (resolveVerifier).
+   */
+  get inSync(): boolean {
+    if (this.fixed) return true;
+    return this.options.clock.now() - this.confirmedAt < (this.options.currentForMs ?? 2_500) && this.inFlight === undefined;
+  }
+
+  /** Records a heartbeat Redis acknowledged, with the time it was sent. */
+  markCurrent(sentAt: number): void {
+    if (sentAt > this.confirmedAt) this.confirmedAt = sentAt;
+  }
+
+  /** For rings that never change (KEYRING_MODE local or static). */
+  markFixed(): void {
+    this.fixed = true;
+  }
+
+  /** Waits for a reload already under way (an announced change being loaded). */
+  async settled(): Promise<void> {
+    await this.inFlight?.catch(() => undefined);
   }
 
   /** Set while Redis holds a ring this node refuses; cleared when a good one loads. */
@@ -108,13 +145,22 @@ export class RingHolder extends EventEmitter<{ change: [RingSnapshot]; alarm: [R
     if (version !== this.snapshot?.version || this.ringAlarm) await this.reload('periodic');
   }
 
-  /** Called for a token whose kid this node has never seen: it may be newer than our ring. */
+  /**
+   * Called for a credential whose kid this node does not know while it is not in sync: true
+   * when Redis was read just now (the ring held is then what Redis holds), false when the read
+   * failed or was skipped (at most one per `unknownKidReloadIntervalMs`).
+   */
   async reloadForUnknownKid(): Promise<boolean> {
     const now = this.options.clock.now();
     if (now - this.lastUnknownKidReload < (this.options.unknownKidReloadIntervalMs ?? 1000)) return false;
     this.lastUnknownKidReload = now;
-    await this.reload('unknown kid').catch(() => undefined);
-    return true;
+    return this.reload('unknown kid', { throwOnError: true }).then(
+      () => true,
+      (error: unknown) => {
+        this.options.log.warn({ err: error }, 'ring reload for an unknown kid failed');
+        return false;
+      },
+    );
   }
 
   /** Reads the ring from Redis; concurrent callers share one read. */
@@ -231,12 +277,29 @@ export function checkAgainstPeers({ doc, legacy }: OpenedRing, peers: PeerRing[]
   if (other) throw ringAlarm('ERR_RING_SWAPPED', `Redis holds ring ${doc.ringId}; live node ${other.id} serves ring ${other.ringId}`);
 }
 
-/** Finds the key for `kid`, reloading once (rate-limited) when the kid is not in our ring. */
+/**
+ * Finds the key for `kid` in the ring this node holds. A kid the ring does not list is
+ * refused (undefined: the caller answers 401) only while this node is in sync; a node that
+ * may have missed a rotation tries one rate-limited reload and otherwise answers 503
+ * ERR_RING_STALE, which the balancer retries on another node (haproxy.cfg `retry-on`). A node
+ * without a ring answers 503 ERR_NOT_READY likewise: it never refuses a credential
+ * only because its own ring may be behind.
+ */
 export async function resolveVerifier(holder: RingHolder, purpose: Purpose, kid: string | undefined) {
-  const ring = holder.current;
-  if (!ring || kid === undefined) return undefined;
-  if (!ring.has(kid) && (await holder.reloadForUnknownKid())) {
-    return holder.current?.verifier(purpose, kid);
-  }
-  return ring.verifier(purpose, kid);
+  if (!holder.current) throw new KeyfleetError('ERR_NOT_READY', 'key ring not loaded yet; another node can answer', 503);
+  if (kid === undefined) return undefined;
+  if (holder.current.has(kid)) return holder.current.verifier(purpose, kid);
+  await holder.settled();
+  if (holder.current.has(kid)) return holder.current.verifier(purpose, kid);
+  if (holder.inSync) return undefined;
+  // Bounded: a node cut off from Redis must not hold the request while its reload times out.
+  if (await Promise.race([holder.reloadForUnknownKid(), delay(STALE_RELOAD_WAIT_MS, false)])) return holder.current?.verifier(purpose, kid);
+  throw new KeyfleetError('ERR_RING_STALE', 'this node cannot confirm its key ring is current; another node can answer', 503);
 }
+
+const STALE_RELOAD_WAIT_MS = 250;
+const delay = <T>(ms: number, value: T) =>
+  new Promise<T>((resolve) => {
+    const timer = setTimeout(() => resolve(value), ms);
+    timer.unref();
+  });

@@ -188,8 +188,8 @@ describe('verifyAccessToken', () => {
     expect(await verifyAccessToken(holder, fresh.token, verifyAt(T0 + 2000))).toBe('bob');
   });
 
-  it('reloads the ring for an unknown kid and accepts a token from a newer key', async () => {
-    const { holder, store, doc, masterKey } = await loadedHolder();
+  it('a node that may have missed a rotation (not in sync) reloads for an unknown kid and accepts a token from a newer key', async () => {
+    const { holder, store, doc, masterKey } = await loadedHolder(T0, { inSync: false });
     const newer = await rotateKey(doc, 'sign', T0 + 1000, masterKey);
     const { token, kid } = await mintAccessToken(await snapshotAt(newer, masterKey), { user: 'alice', ttlMs: TTL, now: T0 + 1000 });
     store.doc = newer; // committed by the primary; this node has not heard yet
@@ -201,14 +201,23 @@ describe('verifyAccessToken', () => {
     expect(holder.current!.version).toBe(2);
   });
 
-  it('rate-limits reloads for unknown kids: a flood of forged kids costs one read per second', async () => {
+  it('refuses a flood of forged kids without a single read while in sync (propagate-then-activate: it has every key)', async () => {
     const { holder, ring, store, clock } = await loadedHolder();
-    const spy = vi.spyOn(holder, 'reloadForUnknownKid');
     const forged = (n: number) => signWithActive(ring, {}, { kid: `sign-forged-${n}` });
-    for (let n = 0; n < 5; n++) {
+    for (let n = 0; n < 50; n++) {
       expect((await caught(async () => verifyAccessToken(holder, await forged(n), verifyAt(clock.now())))).code).toBe('ERR_TOKEN_KEY');
     }
-    expect(spy).toHaveBeenCalledTimes(5);
+    expect(store.reads).toBe(1); // the initial load only
+  });
+
+  it('a node not in sync reads at most once a second for unknown kids, and otherwise answers 503 ERR_RING_STALE for another node to take', async () => {
+    const { holder, ring, store, clock } = await loadedHolder(T0, { inSync: false });
+    const forged = (n: number) => signWithActive(ring, {}, { kid: `sign-forged-${n}` });
+    // The first one reads Redis: the ring held is then what Redis holds, and the kid is not in it.
+    expect((await caught(async () => verifyAccessToken(holder, await forged(0), verifyAt(clock.now())))).code).toBe('ERR_TOKEN_KEY');
+    for (let n = 1; n < 5; n++) {
+      expect(await caught(async () => verifyAccessToken(holder, await forged(n), verifyAt(clock.now())))).toMatchObject({ code: 'ERR_RING_STALE', status: 503 });
+    }
     expect(store.reads).toBe(2); // the initial load, and one reload
     clock.advance(1000);
     await caught(async () => verifyAccessToken(holder, await forged(99), verifyAt(clock.now())));

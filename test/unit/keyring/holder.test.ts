@@ -123,10 +123,10 @@ describe('RingHolder.reloadForUnknownKid', () => {
     expect(await holder.reloadForUnknownKid()).toBe(true);
   });
 
-  it('does not throw when the reload fails', async () => {
+  it('does not throw when the reload fails, and says it could not read', async () => {
     const { holder, store, ring } = await loadedHolder();
     store.failWith = new Error('down');
-    expect(await holder.reloadForUnknownKid()).toBe(true);
+    expect(await holder.reloadForUnknownKid()).toBe(false);
     expect(holder.current).toBe(ring);
   });
 });
@@ -145,25 +145,47 @@ describe('RingHolder.adopt', () => {
 });
 
 describe('resolveVerifier', () => {
-  it('returns nothing before the ring is loaded or without a kid', async () => {
+  it('answers 503 ERR_NOT_READY (for another node to take) before the ring is loaded, and nothing without a kid', async () => {
     const masterKey = newMasterKey();
     const doc = await buildRing(masterKey);
     const store = new FakeStore(doc);
     const holder = makeHolder(store, masterKey, new FakeClock());
-    expect(await resolveVerifier(holder, 'sign', activeKey(doc, 'sign')!.kid)).toBeUndefined();
+    expect(await caught(() => resolveVerifier(holder, 'sign', activeKey(doc, 'sign')!.kid))).toMatchObject({ code: 'ERR_NOT_READY', status: 503 });
     expect(store.reads).toBe(0);
     await holder.reload('test');
     expect(await resolveVerifier(holder, 'sign', undefined)).toBeUndefined();
     expect(await resolveVerifier(holder, 'sign', activeKey(doc, 'sign')!.kid)).toBeDefined();
   });
 
-  it('finds a kid that only a newer ring has, by reloading', async () => {
-    const { holder, store, doc, masterKey } = await loadedHolder();
+  it('a node not in sync finds a kid that only a newer ring has, by reloading', async () => {
+    const { holder, store, doc, masterKey } = await loadedHolder(T0, { inSync: false });
     store.doc = await rotateKey(doc, 'sign', T0 + 1, masterKey);
     const newKid = activeKey(store.doc, 'sign')!.kid;
     expect(holder.current?.has(newKid)).toBe(false);
     expect((await resolveVerifier(holder, 'sign', newKid))?.meta.kid).toBe(newKid);
     expect(holder.current?.version).toBe(2);
+  });
+
+  it('a node in sync refuses a kid it does not know without reading Redis', async () => {
+    const { holder, store, doc, masterKey } = await loadedHolder();
+    store.doc = await rotateKey(doc, 'sign', T0 + 1, masterKey);
+    expect(await resolveVerifier(holder, 'sign', activeKey(store.doc, 'sign')!.kid)).toBeUndefined();
+    expect(store.reads).toBe(1);
+  });
+
+  it('a node stops counting itself in sync when its heartbeats stop being acknowledged', async () => {
+    const masterKey = newMasterKey();
+    const store = new FakeStore(await buildRing(masterKey));
+    const clock = new FakeClock();
+    const holder = makeHolder(store, masterKey, clock, undefined, undefined, 2_500);
+    await holder.reload('start', { throwOnError: true });
+    expect(holder.inSync).toBe(false); // no heartbeat acknowledged yet
+    holder.markCurrent(clock.now());
+    expect(holder.inSync).toBe(true);
+    clock.advance(2_499);
+    expect(holder.inSync).toBe(true);
+    clock.advance(1);
+    expect(holder.inSync).toBe(false);
   });
 
   it('does not reload for a kid the ring already knows, even a revoked one', async () => {

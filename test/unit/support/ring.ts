@@ -101,10 +101,18 @@ export class FakeStore {
   }
 }
 
-export function makeHolder(store: FakeStore, masterKey: Buffer, clock: Clock, unknownKidReloadIntervalMs?: number, peers?: () => Promise<PeerRing[]>): RingHolder {
+export function makeHolder(
+  store: FakeStore,
+  masterKey: Buffer,
+  clock: Clock,
+  unknownKidReloadIntervalMs?: number,
+  peers?: () => Promise<PeerRing[]>,
+  currentForMs?: number,
+): RingHolder {
   store.masterKey ??= masterKey;
   return new RingHolder({
     peers,
+    currentForMs,
     store: store as unknown as RingStore,
     subscriber: {} as unknown as Redis,
     masterKey,
@@ -115,14 +123,18 @@ export function makeHolder(store: FakeStore, masterKey: Buffer, clock: Clock, un
   });
 }
 
-/** A loaded holder over a fresh ring. */
-export async function loadedHolder(now: number = T0) {
+/**
+ * A loaded holder over a fresh ring. In sync by default (its heartbeats acknowledged, for as
+ * long as the test runs): a kid it does not know is then refused without a read.
+ */
+export async function loadedHolder(now: number = T0, { inSync = true } = {}) {
   const masterKey = newMasterKey();
   const doc = await buildRing(masterKey, now);
   const store = new FakeStore(doc);
   const clock = new FakeClock(now);
-  const holder = makeHolder(store, masterKey, clock);
+  const holder = makeHolder(store, masterKey, clock, undefined, undefined, inSync ? Number.POSITIVE_INFINITY : undefined);
   await holder.reload('test', { throwOnError: true });
+  if (inSync) holder.markCurrent(now);
   return { masterKey, doc, store, clock, holder, ring: holder.current! };
 }
 
