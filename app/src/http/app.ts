@@ -194,7 +194,12 @@ async function identify(
   if (cookies[SESSION_COOKIE] !== undefined) {
     await runMiddleware(deps.session, req, res);
     const user = req.session?.user;
-    if (!user) throw unauthorized('ERR_SESSION_INVALID', 'session unknown, expired or tampered with');
+    if (!user) {
+      // The `sid` signature may be by a cookie key this node has not loaded (cut off from
+      // Redis while a rotation went ahead): let a node that can vouch for its ring answer.
+      if (!deps.holder.inSync) throw unavailable('ERR_RING_STALE', 'this node cannot confirm its key ring is current; another node can answer');
+      throw unauthorized('ERR_SESSION_INVALID', 'session unknown, expired or tampered with');
+    }
     if (countVisits) countVisit(req, deps.nodeId);
     return { user, via: 'session' };
   }

@@ -98,7 +98,7 @@ export class RingHolder extends EventEmitter<{ change: [RingSnapshot]; alarm: [R
    */
   get inSync(): boolean {
     if (this.fixed) return true;
-    return this.options.clock.now() - this.confirmedAt < (this.options.currentForMs ?? 2_500) && this.inFlight === undefined;
+    return this.options.clock.now() - this.confirmedAt < (this.options.currentForMs ?? 2_500);
   }
 
   /** Records a heartbeat Redis acknowledged, with the time it was sent. */
@@ -111,9 +111,14 @@ export class RingHolder extends EventEmitter<{ change: [RingSnapshot]; alarm: [R
     this.fixed = true;
   }
 
-  /** Waits for a reload already under way (an announced change being loaded). */
-  async settled(): Promise<void> {
-    await this.inFlight?.catch(() => undefined);
+  /** Waits up to `ms` for a reload already under way; true when none is (any more). */
+  async settled(ms: number): Promise<boolean> {
+    if (!this.inFlight) return true;
+    const done = this.inFlight.then(
+      () => true,
+      () => true,
+    );
+    return Promise.race([done, delay(ms, false)]);
   }
 
   /** Set while Redis holds a ring this node refuses; cleared when a good one loads. */
@@ -289,11 +294,13 @@ export async function resolveVerifier(holder: RingHolder, purpose: Purpose, kid:
   if (!holder.current) throw new KeyfleetError('ERR_NOT_READY', 'key ring not loaded yet; another node can answer', 503);
   if (kid === undefined) return undefined;
   if (holder.current.has(kid)) return holder.current.verifier(purpose, kid);
-  await holder.settled();
-  if (holder.current.has(kid)) return holder.current.verifier(purpose, kid);
-  if (holder.inSync) return undefined;
-  // Bounded: a node cut off from Redis must not hold the request while its reload times out.
-  if (await Promise.race([holder.reloadForUnknownKid(), delay(STALE_RELOAD_WAIT_MS, false)])) return holder.current?.verifier(purpose, kid);
+  if (holder.inSync) {
+    // Every key that can have signed anything is here, or being loaded from an announcement.
+    if (await holder.settled(STALE_RELOAD_WAIT_MS)) return holder.current.verifier(purpose, kid);
+  } else if (await Promise.race([holder.reloadForUnknownKid(), delay(STALE_RELOAD_WAIT_MS, false)])) {
+    // Bounded: a node cut off from Redis must not hold the request while its reload times out.
+    return holder.current?.verifier(purpose, kid);
+  }
   throw new KeyfleetError('ERR_RING_STALE', 'this node cannot confirm its key ring is current; another node can answer', 503);
 }
 
