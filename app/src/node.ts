@@ -102,9 +102,12 @@ export class KeyfleetNode {
       log: log.child({ component: 'http' }),
       isDraining: () => this.draining,
       throttle: new LoginThrottle(this.redis, config.loginThrottle),
+      publicOrigins: config.publicOrigins,
+      cookieHostPrefix: config.cookieHostPrefix,
       dashboard: {
         mode: config.dashboard,
         token: config.dashboardToken,
+        operators: config.dashboardUsers,
         source: redisSource(this.redis, this.store),
         heartbeatIntervalMs: config.heartbeatIntervalMs,
       },
