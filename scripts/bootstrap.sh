@@ -135,10 +135,11 @@ ensure_master_key() {
   fi
   # Owner-only until secure_secret_files hands it to the container's user.
   chmod 400 secrets/master.key
-  # Redis ACL passwords for the demo cluster, and the HAProxy stats password (required by
-  # the Swarm stack), kept in the git-ignored .env compose reads.
+  # Redis ACL passwords for the demo cluster, and the HAProxy stats password of the Swarm
+  # stack (whose ports listen on every address; compose's stats page is on 127.0.0.1 and asks
+  # for a password only if STATS_PASSWORD is set), kept in the git-ignored .env compose reads.
   local name
-  for name in REDIS_PASSWORD REDIS_ADMIN_PASSWORD STATS_PASSWORD; do
+  for name in REDIS_PASSWORD REDIS_ADMIN_PASSWORD SWARM_STATS_PASSWORD; do
     grep -q "^$name=" .env 2>/dev/null || set_env "$name" "$(node -e "process.stdout.write(require('crypto').randomBytes(24).toString('base64url'))")"
   done
 }

@@ -81,7 +81,7 @@ describe('Docker Swarm: deploy/swarm/stack.yaml', () => {
       SWARM_LB_PORT: String(http),
       SWARM_LB_TLS_PORT: String(https),
       SWARM_STATS_PORT: String(stats),
-      STATS_PASSWORD: statsPassword,
+      SWARM_STATS_PASSWORD: statsPassword,
       // The stack redirects plain HTTP and prefixes its cookies by default; these tests drive
       // the nodes over plain HTTP (HTTPS is checked once below).
       KEYFLEET_REDIRECT_HTTPS: '0',

@@ -60,8 +60,14 @@ describe('the stats page is loopback-only or password-protected in every manifes
     for (const port of compose.services.lb.ports as string[]) expect(port).toMatch(/^127\.0\.0\.1:/);
   });
 
-  it('Swarm: published on every address, so STATS_PASSWORD is required', () => {
-    expect(swarm.services.lb.environment.STATS_PASSWORD).toMatch(/^\$\{STATS_PASSWORD:\?/);
+  it('Swarm: published on every address, so a password is required (SWARM_STATS_PASSWORD, which bootstrap writes)', () => {
+    expect(swarm.services.lb.environment.STATS_PASSWORD).toMatch(/^\$\{SWARM_STATS_PASSWORD:\?/);
+    expect(read('scripts/bootstrap.sh')).toMatch(/for name in [^\n]*SWARM_STATS_PASSWORD/);
+  });
+
+  it('compose: the stats page asks for a password only when STATS_PASSWORD is set by the user', () => {
+    expect(compose.services.lb.environment.STATS_PASSWORD).toBe('${STATS_PASSWORD:-}');
+    expect(read('scripts/bootstrap.sh')).not.toMatch(/for name in [^\n]* STATS_PASSWORD/);
   });
 
   it('Kubernetes: bound to the pod\'s loopback (kubectl port-forward), and in no Service or container port', () => {
