@@ -101,7 +101,7 @@ export class KeyfleetNode {
       clock,
       log: log.child({ component: 'http' }),
       isDraining: () => this.draining,
-      throttle: new LoginThrottle(this.redis, config.loginThrottle),
+      throttle: new LoginThrottle(this.redis, config.loginThrottle, log.child({ component: 'throttle' })),
       publicOrigins: config.publicOrigins,
       cookieHostPrefix: config.cookieHostPrefix,
       dashboard: {

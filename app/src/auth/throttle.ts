@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { KeyfleetError } from '../lib/errors.js';
+import type { Logger } from '../lib/log.js';
 import { PREFIX } from '../lib/redisKeys.js';
 
 export interface ThrottleOptions {
@@ -112,8 +113,17 @@ export class LoginThrottle {
   constructor(
     private readonly redis: Redis,
     options: Partial<ThrottleOptions> = {},
+    private readonly log?: Logger,
   ) {
     this.options = { ...DEFAULT_THROTTLE_OPTIONS, ...options };
+  }
+
+  /** A failing script lets logins through: say so (never the name or the address). */
+  private failed(step: string) {
+    return (error: unknown) => {
+      this.log?.warn({ err: error instanceof Error ? error.message : String(error), step }, 'login throttle unavailable: attempt not counted');
+      return undefined;
+    };
   }
 
   /**
@@ -126,7 +136,7 @@ export class LoginThrottle {
     const { maxFailuresPerAccount, maxFailuresPerAddress, windowMs, slowdownBaseMs, slowdownMaxMs } = this.options;
     const result = (await this.redis
       .eval(ADMIT, 4, keys.pair, keys.account, keys.address, keys.gate, maxFailuresPerAccount, maxFailuresPerAddress, windowMs, slowdownBaseMs, slowdownMaxMs)
-      .catch(() => undefined)) as [number, number?, ThrottleLimit?] | undefined;
+      .catch(this.failed('admit'))) as [number, number?, ThrottleLimit?] | undefined;
     if (!result) return undefined;
     const [admitted, waitMs = 0, limit = 'account'] = result;
     if (admitted !== 1) throw new TooManyAttempts(retryAfterSeconds(waitMs), limit);
@@ -136,7 +146,7 @@ export class LoginThrottle {
   /** The password was right: the attempt was not a failure. */
   async succeeded(ticket: LoginTicket | undefined): Promise<void> {
     if (!ticket || this.redis.status !== 'ready') return;
-    await this.redis.eval(SUCCEEDED, 3, ...ticket.keys).catch(() => undefined);
+    await this.redis.eval(SUCCEEDED, 3, ...ticket.keys).catch(this.failed('succeeded'));
   }
 }
 

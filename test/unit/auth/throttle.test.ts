@@ -1,5 +1,6 @@
 import type { Redis } from 'ioredis';
 import { describe, expect, it } from 'vitest';
+import type { Logger } from '../../../app/src/lib/log.js';
 import { DEFAULT_THROTTLE_OPTIONS, LoginThrottle, TooManyAttempts, retryAfterSeconds, throttleKeys } from '../../../app/src/auth/throttle.js';
 
 // The throttle's own logic without Redis: what it sends, and how it reads the answer. The
@@ -63,7 +64,13 @@ describe('LoginThrottle', () => {
     await throttle.succeeded(undefined);
     expect(down.calls).toEqual([]);
     const failing = stubRedis(new Error('Command timed out'));
-    expect(await new LoginThrottle(failing.redis).admit('alice', '10.0.0.1')).toBeUndefined();
+    const warnings: unknown[] = [];
+    const log = { warn: (...args: unknown[]) => warnings.push(args) } as unknown as Logger;
+    expect(await new LoginThrottle(failing.redis, {}, log).admit('alice', '10.0.0.1')).toBeUndefined();
+    // Said in the log, without the name or the address.
+    expect(warnings).toHaveLength(1);
+    expect(JSON.stringify(warnings)).toContain('Command timed out');
+    expect(JSON.stringify(warnings)).not.toMatch(/alice|10\.0\.0\.1/);
   });
 
   it('defaults: 5 per account and address, 50 per address, 15 min, slow-down 1 s doubling to 1 min', () => {
