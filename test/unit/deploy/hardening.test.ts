@@ -2,7 +2,9 @@
 // stats page kept to loopback or a password, HTTPS redirect and __Host- cookies on by
 // default in Swarm and Kubernetes, secret files readable by their process's user alone.
 // (The running balancer is checked in test/integration/tlsHardening.test.ts.)
-import { readFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parse } from 'yaml';
 import { describe, expect, it } from 'vitest';
@@ -119,5 +121,59 @@ describe('secret files: readable by the process user alone', () => {
     expect(bootstrap).toContain('chmod 400 secrets/tls/haproxy.pem');
     expect(bootstrap).toMatch(/\(umask 077 && touch \.env\)/);
     expect(bootstrap).not.toMatch(/chmod 644 [^\n]*(master\.key|haproxy\.pem)/);
+  });
+});
+
+describe('scripts/bootstrap.sh, its functions run alone in a scratch directory', () => {
+  const script = read('scripts/bootstrap.sh');
+  const fn = (name: string) => {
+    const start = script.indexOf(`${name}() {`);
+    expect(start, name).toBeGreaterThanOrEqual(0);
+    return script.slice(start, script.indexOf('\n}\n', start) + 3);
+  };
+  /** Runs `body` in `dir` with bootstrap's named functions defined (say and apt_install stubbed). */
+  const runIn = (dir: string, functions: string[], body: string) =>
+    execFileSync('bash', ['-euo', 'pipefail', '-c', `say() { echo "$*" >&2; }\napt_install() { exit 9; }\nDEMO_TLS_SUBJECT="/CN=localhost/O=keyfleet demo"\n${functions.map(fn).join('\n')}\ncd "${dir}"\n${body}`], { stdio: 'pipe' }).toString();
+  const basicConstraints = (file: string) => execFileSync('openssl', ['x509', '-in', file, '-noout', '-ext', 'basicConstraints']).toString();
+  const mode = (file: string) => (statSync(file).mode & 0o777).toString(8);
+
+  it('remakes a demo certificate an older bootstrap made as a CA (CA:TRUE) as a leaf; keeps a leaf, and any operator\'s certificate', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'keyfleet-bootstrap-'));
+    try {
+      const tls = join(dir, 'secrets/tls');
+      mkdirSync(tls, { recursive: true });
+      const make = (subject: string, ca: string) =>
+        execFileSync('sh', ['-c', `openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 -subj "${subject}" -addext "basicConstraints=critical,${ca}" -keyout k.pem -out c.pem 2>/dev/null && cat c.pem k.pem > haproxy.pem && mv c.pem cert.pem && rm k.pem && chmod 644 haproxy.pem`], { cwd: tls });
+      make('/CN=localhost/O=keyfleet demo', 'CA:TRUE'); // what the old script made
+      const output = runIn(dir, ['ensure_tls_certificate'], 'ensure_tls_certificate 2>&1');
+      expect(output).toMatch(/CA:TRUE.*remaking it as a leaf/);
+      expect(basicConstraints(join(tls, 'haproxy.pem'))).toMatch(/CA:FALSE/);
+      expect(basicConstraints(join(tls, 'cert.pem'))).toMatch(/CA:FALSE/);
+      expect(readFileSync(join(tls, 'haproxy.pem'), 'utf8')).toMatch(/BEGIN PRIVATE KEY/);
+      expect([mode(join(tls, 'haproxy.pem')), mode(join(tls, 'cert.pem'))]).toEqual(['400', '644']);
+      const leaf = readFileSync(join(tls, 'haproxy.pem'));
+      runIn(dir, ['ensure_tls_certificate'], 'ensure_tls_certificate');
+      expect(readFileSync(join(tls, 'haproxy.pem')).equals(leaf)).toBe(true);
+      make('/CN=keyfleet.example.com/O=Example', 'CA:TRUE'); // an operator's own file: never touched
+      const theirs = readFileSync(join(tls, 'haproxy.pem'));
+      runIn(dir, ['ensure_tls_certificate'], 'ensure_tls_certificate');
+      expect(readFileSync(join(tls, 'haproxy.pem')).equals(theirs)).toBe(true);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('writes .env readable by its owner only, and tightens one an older version left 0644', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'keyfleet-bootstrap-'));
+    try {
+      runIn(dir, ['set_env'], 'umask 022; set_env REDIS_PASSWORD secret1');
+      expect(mode(join(dir, '.env'))).toBe('600');
+      chmodSync(join(dir, '.env'), 0o644);
+      runIn(dir, ['set_env'], 'umask 022; set_env REDIS_PASSWORD secret2; set_env OTHER x');
+      expect(mode(join(dir, '.env'))).toBe('600');
+      expect(readFileSync(join(dir, '.env'), 'utf8')).toBe('REDIS_PASSWORD=secret2\nOTHER=x\n');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
