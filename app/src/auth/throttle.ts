@@ -72,7 +72,7 @@ if address >= maxAddress then return {0, redis.call('PTTL', KEYS[3]), 'address'}
 if pair >= maxAccount then return {0, redis.call('PTTL', KEYS[1]), 'account'} end
 if account >= maxAccount and pair > 0 then
   local delay = math.min(tonumber(ARGV[5]), tonumber(ARGV[4]) * 2 ^ math.min(account - maxAccount, 30))
-  if not redis.call('SET', KEYS[4], '1', 'PX', math.floor(delay), 'NX') then
+  if not redis.call('SET', KEYS[4], '1', 'PX', math.max(1, math.floor(delay)), 'NX') then
     return {0, redis.call('PTTL', KEYS[4]), 'slowdown'}
   end
 end

@@ -205,6 +205,9 @@ export function loadConfig(env: Env = process.env): Config {
   if (unknownOperators.length > 0) {
     throw new ConfigError([`DASHBOARD_USERS: ${unknownOperators.join(', ')} not in USERS`]);
   }
+  if (c.LOGIN_SLOWDOWN < 1 || c.LOGIN_SLOWDOWN_MAX < c.LOGIN_SLOWDOWN) {
+    throw new ConfigError(['LOGIN_SLOWDOWN, LOGIN_SLOWDOWN_MAX: the slow-down must be above 0 and its maximum at least as long']);
+  }
   if (c.LEASE_TTL < 3 * c.HEARTBEAT_INTERVAL) {
     throw new ConfigError(['LEASE_TTL: must be at least three HEARTBEAT_INTERVALs']);
   }

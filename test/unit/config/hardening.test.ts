@@ -57,5 +57,8 @@ describe('COOKIE_HOST_PREFIX and LOGIN_SLOWDOWN', () => {
     expect(loadConfig(minimal()).loginThrottle).toEqual({ maxFailuresPerAccount: 5, maxFailuresPerAddress: 50, windowMs: 900_000, slowdownBaseMs: 1_000, slowdownMaxMs: 60_000 });
     expect(loadConfig({ ...minimal(), LOGIN_SLOWDOWN: '250ms', LOGIN_SLOWDOWN_MAX: '10s' }).loginThrottle).toMatchObject({ slowdownBaseMs: 250, slowdownMaxMs: 10_000 });
     expect(problems({ ...minimal(), LOGIN_SLOWDOWN: 'soon' })[0]).toMatch(/^LOGIN_SLOWDOWN: /);
+    // A zero delay would make Redis refuse the script, and the throttle fail open.
+    expect(problems({ ...minimal(), LOGIN_SLOWDOWN: '0s' })[0]).toMatch(/^LOGIN_SLOWDOWN: /);
+    expect(problems({ ...minimal(), LOGIN_SLOWDOWN: '2m' })).toEqual([expect.stringMatching(/^LOGIN_SLOWDOWN, LOGIN_SLOWDOWN_MAX: /)]);
   });
 });
