@@ -4,8 +4,16 @@
 #   REDIS_REPLICA_OF=host          start as a replica of host:6379
 #   REDIS_SENTINEL_MONITOR=host    run a Sentinel watching the master at host:6379
 #   REDIS_SENTINEL_QUORUM=2        Sentinels that must agree the master is down
+# TLS (optional, one Redis; the nodes then use rediss://, docs/runbook.md):
+#   REDIS_TLS_CERT_FILE, REDIS_TLS_KEY_FILE   serve TLS only, on 6379 (plain port off)
+# Users:
 #   keyfleet  what the nodes and the CLI use: keyfleet:* keys and channels only, no
-#             dangerous commands (FLUSHALL, KEYS, CONFIG, DEBUG, ...).
+#             dangerous commands (FLUSHALL, KEYS, CONFIG, DEBUG, ...), and nothing the
+#             nodes do not use: scripts run by EVAL/EVALSHA only (no SCRIPT FLUSH/KILL/LOAD,
+#             no FUNCTION or FCALL: a flushed cache or a loaded library is another node's
+#             problem), no DUMP (key values serialised out), MOVE, COPY, RANDOMKEY, OBJECT,
+#             MEMORY. SCAN stays: heartbeats (cluster/heartbeat.ts) list the live nodes
+#             with it. test/integration/hostile.test.ts checks both sides.
 #   admin     for operators and tests (INFO commandstats, FLUSHALL).
 #   default   the same rights and password as admin. It must not be switched off: Redis 8.0
 #             replays MULTI/EXEC blocks from the AOF as the default user, and with that user
@@ -19,7 +27,7 @@ fi
 users=/tmp/keyfleet-users.conf
 {
   echo "user default on >${REDIS_ADMIN_PASSWORD} ~* &* +@all"
-  echo "user keyfleet on >${REDIS_PASSWORD} ~keyfleet:* resetchannels &keyfleet:* -@all +@read +@write +@keyspace +@pubsub +@scripting +@transaction +@connection +@blocking +@stream +@list +@string -@dangerous +info +client|setname +client|setinfo"
+  echo "user keyfleet on >${REDIS_PASSWORD} ~keyfleet:* resetchannels &keyfleet:* -@all +@read +@write +@keyspace +@pubsub +@scripting +@transaction +@connection +@blocking +@stream +@list +@string -@dangerous +info +client|setname +client|setinfo -script -function -fcall -fcall_ro -dump -move -copy -randomkey -object -memory"
   echo "user admin on >${REDIS_ADMIN_PASSWORD} ~* &* +@all"
 } >"$users"
 
@@ -47,5 +55,12 @@ fi
 set -- --masteruser admin --masterauth "$REDIS_ADMIN_PASSWORD" "$@"
 if [ -n "${REDIS_REPLICA_OF:-}" ]; then
   set -- --replicaof "$REDIS_REPLICA_OF" 6379 "$@"
+fi
+if [ -n "${REDIS_TLS_CERT_FILE:-}" ]; then
+  : "${REDIS_TLS_KEY_FILE:?REDIS_TLS_KEY_FILE is required with REDIS_TLS_CERT_FILE}"
+  # TLS only: the password never crosses the network in clear. Clients are not asked for a
+  # certificate (they authenticate with their ACL password, inside TLS).
+  set -- --port 0 --tls-port 6379 --tls-cert-file "$REDIS_TLS_CERT_FILE" --tls-key-file "$REDIS_TLS_KEY_FILE" \
+    --tls-auth-clients no "$@"
 fi
 exec redis-server /etc/keyfleet/redis.conf --include "$users" "$@"

@@ -97,9 +97,11 @@ ensure_base_image() {
   BASE_IMAGE=$base
 }
 
+# .env holds the Redis and stats passwords: created, and kept, readable by its owner only.
 set_env() {
   local key=$1 value=$2
-  touch .env
+  (umask 077 && touch .env)
+  chmod 600 .env
   if grep -q "^$key=" .env; then
     sed -i "s|^$key=.*|$key=$value|" .env
   else
@@ -131,33 +133,71 @@ ensure_master_key() {
     say "generating secrets/master.key (git-ignored; back it up: it decrypts the key ring)"
     (umask 077 && node -e "process.stdout.write(require('crypto').randomBytes(32).toString('base64'))" >secrets/master.key)
   fi
-  # Readable by the container user (uid 1000) through the bind-mounted secret.
-  chmod 644 secrets/master.key
-  # Redis ACL passwords for the demo cluster, kept in the git-ignored .env compose reads.
+  # Owner-only until secure_secret_files hands it to the container's user.
+  chmod 400 secrets/master.key
+  # Redis ACL passwords for the demo cluster, and the HAProxy stats password of the Swarm
+  # stack (whose ports listen on every address; compose's stats page is on 127.0.0.1 and asks
+  # for a password only if STATS_PASSWORD is set), kept in the git-ignored .env compose reads.
   local name
-  for name in REDIS_PASSWORD REDIS_ADMIN_PASSWORD; do
+  for name in REDIS_PASSWORD REDIS_ADMIN_PASSWORD SWARM_STATS_PASSWORD; do
     grep -q "^$name=" .env 2>/dev/null || set_env "$name" "$(node -e "process.stdout.write(require('crypto').randomBytes(24).toString('base64url'))")"
   done
 }
 
 # --- TLS certificate for the balancer ------------------------------------------------------
-# Self-signed for localhost and 127.0.0.1, made once. A real certificate is a file swap:
-# put its chain and key, PEM, in secrets/tls/haproxy.pem (certificate first).
+# Self-signed for localhost and 127.0.0.1, made once: a leaf (CA:FALSE, server auth only),
+# so a client told to trust it for the demo trusts nothing else signed with its key. A real
+# certificate is a file swap: put its chain and key, PEM, in secrets/tls/haproxy.pem
+# (certificate first). The demo certificate of older versions was a CA (CA:TRUE): remade.
+DEMO_TLS_SUBJECT="/CN=localhost/O=keyfleet demo"
 ensure_tls_certificate() {
   local dir=secrets/tls
-  [ -s "$dir/haproxy.pem" ] && return
   command -v openssl >/dev/null 2>&1 || apt_install openssl
+  if [ -s "$dir/haproxy.pem" ]; then
+    # Only our own demo certificate is ever replaced, never an operator's.
+    openssl x509 -in "$dir/haproxy.pem" -noout -subject -nameopt compat 2>/dev/null | grep -q "O=keyfleet demo" || return 0
+    openssl x509 -in "$dir/haproxy.pem" -noout -ext basicConstraints 2>/dev/null | grep -q "CA:TRUE" || return 0
+    say "the demo TLS certificate in $dir is a CA certificate (CA:TRUE, made by an older bootstrap): remaking it as a leaf"
+  fi
   say "generating a self-signed TLS certificate for the balancer ($dir/cert.pem)"
   mkdir -p "$dir"
-  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 825 \
-    -subj "/CN=localhost/O=keyfleet demo" \
-    -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" \
-    -addext "basicConstraints=critical,CA:TRUE" \
-    -keyout "$dir/key.pem" -out "$dir/cert.pem" 2>/dev/null
-  cat "$dir/cert.pem" "$dir/key.pem" >"$dir/haproxy.pem"
+  (
+    umask 077
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 825 \
+      -subj "$DEMO_TLS_SUBJECT" \
+      -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" \
+      -addext "basicConstraints=critical,CA:FALSE" \
+      -addext "keyUsage=critical,digitalSignature" \
+      -addext "extendedKeyUsage=serverAuth" \
+      -keyout "$dir/key.pem" -out "$dir/cert.pem" 2>/dev/null
+    cat "$dir/cert.pem" "$dir/key.pem" >"$dir/haproxy.pem.new"
+    mv "$dir/haproxy.pem.new" "$dir/haproxy.pem"
+  )
   rm -f "$dir/key.pem"
-  # Read by the haproxy user inside the container through the bind mount.
-  chmod 644 "$dir/haproxy.pem" "$dir/cert.pem"
+  # cert.pem is public (clients trust it); haproxy.pem holds the private key.
+  chmod 644 "$dir/cert.pem"
+  chmod 400 "$dir/haproxy.pem"
+}
+
+# --- Secret files, readable by their container's user alone ---------------------------------
+# compose mounts secrets/master.key and secrets/tls/haproxy.pem from the host as they are
+# (bind mounts: a file secret's mode and owner cannot be set in compose), so each is owned by
+# the user its container runs as, mode 0400. The ids come from the images themselves.
+image_ids() {
+  local ids
+  ids=$(docker run --rm --entrypoint sh "$1" -c 'echo "$(id -u):$(id -g)"' 2>/dev/null) || ids=""
+  printf '%s\n' "${ids:-$2}"
+}
+secure_secret_files() {
+  local tag=${KEYFLEET_TAG:-dev}
+  if [ "$(id -u)" -ne 0 ]; then
+    say "not root: secrets/master.key and secrets/tls/haproxy.pem keep their owner; make them readable by uid 1000 and haproxy's uid yourself (mode 0400)"
+    return
+  fi
+  chown "$(image_ids "keyfleet/app:$tag" 1000:999)" secrets/master.key
+  chmod 400 secrets/master.key
+  chown "$(image_ids "keyfleet/haproxy:$tag" 100:101)" secrets/tls/haproxy.pem
+  chmod 400 secrets/tls/haproxy.pem
 }
 
 # --- App and images ------------------------------------------------------------------------
@@ -199,4 +239,5 @@ if [ "$BUILD" -eq 1 ]; then
   build_app
   build_images
 fi
+secure_secret_files
 say "ready (base image $BASE_IMAGE)"

@@ -31,5 +31,5 @@ fi
 # `docker stack deploy` reads no .env: export the Redis passwords from it.
 set -a; . ./.env; set +a
 docker stack deploy --resolve-image never --detach=true -c deploy/swarm/stack.yaml "$STACK"
-echo "swarm.sh: http://127.0.0.1:${SWARM_LB_PORT:-18080}  https://localhost:${SWARM_LB_TLS_PORT:-18443}  stats http://127.0.0.1:${SWARM_STATS_PORT:-18404}"
+echo "swarm.sh: https://localhost:${SWARM_LB_TLS_PORT:-18443} (http://127.0.0.1:${SWARM_LB_PORT:-18080} redirects)  stats http://127.0.0.1:${SWARM_STATS_PORT:-18404} (admin, SWARM_STATS_PASSWORD in .env)"
 echo "swarm.sh: docker service ls; docker service scale ${STACK}_app=5; scripts/swarm.sh down"

@@ -28,7 +28,7 @@ describe('the page and the dashboard in a browser', () => {
   beforeAll(async () => {
     mkdirSync(ARTIFACTS, { recursive: true });
     browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: LAUNCH_ARGS });
-    cluster = await Cluster.start({ nodes: NODES, env: { DASHBOARD: 'login' } });
+    cluster = await Cluster.start({ nodes: NODES, env: { DASHBOARD: 'login', DASHBOARD_USERS: 'demo' } });
     base = cluster.url;
     context = await browser.newContext({ viewport: { width: 960, height: 720 } });
     page = await context.newPage();

@@ -74,6 +74,26 @@ describe('hostile clients, through HAProxy', () => {
       for (const command of [['flushall'], ['keys', 'keyfleet:*'], ['config', 'get', 'requirepass'], ['debug', 'sleep', '0'], ['acl', 'list']]) {
         await expect(redis.call(command[0]!, ...command.slice(1)), command.join(' ')).rejects.toThrow(/NOPERM|not allowed/);
       }
+      // Issue 11: nothing the nodes do not use. Scripts by EVAL only; no key dumped out.
+      for (const command of [
+        ['script', 'flush'], ['script', 'kill'], ['script', 'load', 'return 1'], ['function', 'flush'], ['function', 'list'],
+        ['function', 'load', '#!lua name=x\nredis.register_function("f", function() return 1 end)'], ['fcall', 'f', '0'],
+        ['dump', 'keyfleet:ring'], ['move', 'keyfleet:ring', '1'], ['copy', 'keyfleet:ring', 'keyfleet:ring-copy'],
+        ['randomkey'], ['object', 'encoding', 'keyfleet:ring'], ['memory', 'usage', 'keyfleet:ring'],
+      ]) {
+        await expect(redis.call(command[0]!, ...command.slice(1)), command.join(' ')).rejects.toThrow(/NOPERM/);
+      }
+      // What the nodes do use still works: EVAL (lease, ring writes, throttle), SCAN (heartbeats), WAIT.
+      await expect(redis.eval("return redis.call('GET', KEYS[1]) ~= false", 1, 'keyfleet:ring')).resolves.toBe(1);
+      const nodes: string[] = [];
+      let cursor = '0';
+      do {
+        const [next, batch] = await redis.scan(cursor, 'MATCH', 'keyfleet:node:*', 'COUNT', 100);
+        nodes.push(...batch);
+        cursor = next;
+      } while (cursor !== '0');
+      expect(nodes.length).toBeGreaterThan(0);
+      await expect(redis.call('wait', '0', '0')).resolves.toBe(0);
     } finally {
       redis.disconnect();
     }

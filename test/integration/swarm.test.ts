@@ -64,6 +64,7 @@ describe('Docker Swarm: deploy/swarm/stack.yaml', () => {
   let url: string;
   let tlsUrl: string;
   let statsUrl: string;
+  const statsPassword = randomBytes(18).toString('base64url');
 
   beforeAll(async () => {
     initialisedSwarm = await ensureSwarm();
@@ -80,6 +81,11 @@ describe('Docker Swarm: deploy/swarm/stack.yaml', () => {
       SWARM_LB_PORT: String(http),
       SWARM_LB_TLS_PORT: String(https),
       SWARM_STATS_PORT: String(stats),
+      SWARM_STATS_PASSWORD: statsPassword,
+      // The stack redirects plain HTTP and prefixes its cookies by default; these tests drive
+      // the nodes over plain HTTP (HTTPS is checked once below).
+      KEYFLEET_REDIRECT_HTTPS: '0',
+      COOKIE_HOST_PREFIX: 'false',
     };
     deployed = true;
     await deployStack(stack, stackFile, env);
@@ -99,7 +105,8 @@ describe('Docker Swarm: deploy/swarm/stack.yaml', () => {
     expect(nodes.size).toBe(3);
     expect(await runningTasks(appService)).toBe(3);
     expect(await httpsStatus(`${tlsUrl}/healthz`)).toBe(200);
-    const stats = await request(`${statsUrl}/;csv`);
+    expect((await request(`${statsUrl}/;csv`)).status).toBe(401);
+    const stats = await request(`${statsUrl}/;csv`, { headers: { authorization: `Basic ${Buffer.from(`admin:${statsPassword}`).toString('base64')}` } });
     expect(stats.body).toMatch(/^app,app1,/m);
     const who = await login(url);
     await expectAcceptedEverywhere(url, who, await currentRotation(url, 3));

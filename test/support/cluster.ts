@@ -192,6 +192,8 @@ export class Cluster {
   ) {}
 
   lb!: StartedTestContainer;
+  /** The balancer's STATS_PASSWORD, if it was given one (user admin). */
+  statsPassword?: string;
 
   get url(): string {
     return `http://${this.lb.getHost()}:${this.lb.getMappedPort(8080)}`;
@@ -221,6 +223,7 @@ export class Cluster {
       await cluster.addNode();
       await Promise.all(Array.from({ length: nodes - 1 }, () => cluster!.addNode()));
       cluster.lb = await startBalancer(network, balancerEnv);
+      cluster.statsPassword = balancerEnv.STATS_PASSWORD;
       await cluster.waitForBalancer(nodes);
       return cluster;
     } catch (error) {
@@ -251,7 +254,8 @@ export class Cluster {
   async waitForBalancer(count: number, timeoutMs = 30_000): Promise<void> {
     let up = 0;
     await waitUntil(async () => {
-      const csv = await fetch(`${this.statsUrl}/;csv`).then((r) => r.text()).catch(() => '');
+      const headers: Record<string, string> = this.statsPassword ? { authorization: `Basic ${Buffer.from(`admin:${this.statsPassword}`).toString('base64')}` } : {};
+      const csv = await fetch(`${this.statsUrl}/;csv`, { headers, signal: AbortSignal.timeout(5_000) }).then((r) => r.text()).catch(() => '');
       // HAProxy's CSV: pxname, svname, ..., status is the 18th column.
       up = csv.split('\n').filter((line) => {
         const cells = line.split(',');

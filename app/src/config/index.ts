@@ -45,6 +45,12 @@ export interface Config {
   logLevel: string;
   dashboard: DashboardMode;
   dashboardToken?: string;
+  /** The accounts DASHBOARD=login admits (DASHBOARD_USERS); nobody else. */
+  dashboardUsers: ReadonlySet<string>;
+  /** Origins a state-changing browser request may come from; empty: the request's own. */
+  publicOrigins: string[];
+  /** `__Host-auth` and `__Host-sid` instead of `auth` and `sid` (COOKIE_HOST_PREFIX). */
+  cookieHostPrefix: boolean;
 }
 
 const duration = (fallback: string) =>
@@ -114,6 +120,30 @@ const schema = z.object({
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   DASHBOARD: z.enum(DASHBOARD_MODES).default('off'),
   DASHBOARD_TOKEN: z.string().min(32, 'must be at least 32 characters (openssl rand -base64 32)').optional(),
+  LOGIN_SLOWDOWN: duration('1s'),
+  LOGIN_SLOWDOWN_MAX: duration('1m'),
+  DASHBOARD_USERS: z.string().default('').transform((text) => new Set(text.split(',').map((name) => name.trim()).filter(Boolean))),
+  PUBLIC_ORIGINS: z
+    .string()
+    .default('')
+    .transform((text, ctx) => {
+      const origins: string[] = [];
+      for (const entry of text.split(',').map((part) => part.trim().replace(/\/$/, '')).filter(Boolean)) {
+        let origin: string | undefined;
+        try {
+          origin = new URL(entry).origin;
+        } catch {
+          origin = undefined;
+        }
+        if (!origin || !/^https?:/.test(origin) || origin !== entry.toLowerCase()) {
+          ctx.addIssue({ code: 'custom', message: `"${entry}" is not an origin (scheme://host[:port], e.g. https://keyfleet.example.com)` });
+          return z.NEVER;
+        }
+        origins.push(origin);
+      }
+      return origins;
+    }),
+  COOKIE_HOST_PREFIX: z.enum(['true', 'false']).default('false'),
 });
 
 type Env = Record<string, string | undefined>;
@@ -168,6 +198,16 @@ export function loadConfig(env: Env = process.env): Config {
   if (c.DASHBOARD === 'token' && !c.DASHBOARD_TOKEN) {
     throw new ConfigError(['DASHBOARD_TOKEN: is required with DASHBOARD=token']);
   }
+  if (c.DASHBOARD === 'login' && c.DASHBOARD_USERS.size === 0) {
+    throw new ConfigError(['DASHBOARD_USERS: is required with DASHBOARD=login (the accounts in USERS that may see it, comma-separated)']);
+  }
+  const unknownOperators = [...c.DASHBOARD_USERS].filter((name) => !c.USERS.has(name));
+  if (unknownOperators.length > 0) {
+    throw new ConfigError([`DASHBOARD_USERS: ${unknownOperators.join(', ')} not in USERS`]);
+  }
+  if (c.LOGIN_SLOWDOWN < 1 || c.LOGIN_SLOWDOWN_MAX < c.LOGIN_SLOWDOWN) {
+    throw new ConfigError(['LOGIN_SLOWDOWN, LOGIN_SLOWDOWN_MAX: the slow-down must be above 0 and its maximum at least as long']);
+  }
   if (c.LEASE_TTL < 3 * c.HEARTBEAT_INTERVAL) {
     throw new ConfigError(['LEASE_TTL: must be at least three HEARTBEAT_INTERVALs']);
   }
@@ -194,10 +234,15 @@ export function loadConfig(env: Env = process.env): Config {
       maxFailuresPerAccount: c.LOGIN_MAX_FAILURES_PER_ACCOUNT,
       maxFailuresPerAddress: c.LOGIN_MAX_FAILURES_PER_ADDRESS,
       windowMs: c.LOGIN_FAILURE_WINDOW,
+      slowdownBaseMs: c.LOGIN_SLOWDOWN,
+      slowdownMaxMs: c.LOGIN_SLOWDOWN_MAX,
     },
     trustProxy: c.TRUST_PROXY === 'true' ? true : c.TRUST_PROXY === 'false' ? false : c.TRUST_PROXY,
     logLevel: c.LOG_LEVEL,
     dashboard: c.DASHBOARD,
     ...(c.DASHBOARD_TOKEN ? { dashboardToken: c.DASHBOARD_TOKEN } : {}),
+    dashboardUsers: c.DASHBOARD_USERS,
+    publicOrigins: c.PUBLIC_ORIGINS,
+    cookieHostPrefix: c.COOKIE_HOST_PREFIX === 'true',
   };
 }

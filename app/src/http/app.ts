@@ -13,6 +13,7 @@ import type { Clock } from '../lib/clock.js';
 import { KeyfleetError, badRequest, unauthorized, unavailable } from '../lib/errors.js';
 import type { Logger } from '../lib/log.js';
 import { errorHandler, notFound } from './errors.js';
+import { hostPrefixedCookies } from './cookiePrefix.js';
 import { dashboardRouter, type DashboardOptions } from './dashboard.js';
 import { htmlHeaders } from './html.js';
 import { renderPage } from './page.js';
@@ -35,6 +36,10 @@ export interface AppDeps {
   dashboard?: DashboardOptions;
   /** Failed-login counters shared by every node; absent: no throttling. */
   throttle?: LoginThrottle;
+  /** Origins state-changing browser requests may come from (PUBLIC_ORIGINS); absent or empty: the request's own. */
+  publicOrigins?: readonly string[];
+  /** Cookie names `__Host-auth` / `__Host-sid` at the edge (COOKIE_HOST_PREFIX). */
+  cookieHostPrefix?: boolean;
 }
 
 const LoginBody = z.object({
@@ -58,7 +63,8 @@ export function createApp(deps: AppDeps) {
   // Security headers on every response. HTML views set their own Content-Security-Policy
   // (html.ts); HSTS comes from the balancer, which terminates TLS.
   app.use(helmet({ contentSecurityPolicy: false, strictTransportSecurity: false }));
-  app.use(sameOrigin());
+  app.use(sameOrigin({ publicOrigins: deps.publicOrigins }));
+  if (deps.cookieHostPrefix) app.use(hostPrefixedCookies());
 
   const verifyOptions = () => ({ now: clock.now(), clockSkewMs: deps.clockSkewMs });
   const cookieOptions = (req: Request) => ({
@@ -95,12 +101,12 @@ export function createApp(deps: AppDeps) {
     if (!parsed.success) throw badRequest('ERR_BAD_LOGIN_BODY', 'expected JSON {"username","password"}');
     const { username, password } = parsed.data;
     const address = req.ip ?? 'unknown';
-    await deps.throttle?.check(username, address);
+    // Counted before the password is checked: over a limit, no scrypt work at all.
+    const ticket = await deps.throttle?.admit(username, address);
     if (!(await authenticate(deps.users, username, password))) {
-      await deps.throttle?.failed(username, address);
       throw unauthorized('ERR_BAD_CREDENTIALS', 'wrong username or password');
     }
-    await deps.throttle?.succeeded(username);
+    await deps.throttle?.succeeded(ticket);
     const ring = holder.current;
     if (!ring?.complete) throw unavailable('ERR_NOT_READY', 'key ring not loaded yet');
     const now = clock.now();

@@ -41,13 +41,15 @@ export interface AccessVerifiers {
   authCookie(value: string): Promise<string>;
   /** Whether the account still exists (USERS), so a removed account loses access at once. */
   userExists(user: string): boolean;
+  /** Whether the account is one of the operators DASHBOARD=login admits (DASHBOARD_USERS). */
+  isOperator(user: string): boolean;
 }
 
 export type AccessDecision =
   | { allowed: true; who: string }
-  | { allowed: false; status: 401 | 404; code: string; message: string };
+  | { allowed: false; status: 401 | 403 | 404; code: string; message: string };
 
-const deny = (status: 401 | 404, code: string, message: string): AccessDecision => ({ allowed: false, status, code, message });
+const deny = (status: 401 | 403 | 404, code: string, message: string): AccessDecision => ({ allowed: false, status, code, message });
 
 /** Constant-time comparison of two secrets of any length. */
 export function sameSecret(given: string, expected: string): boolean {
@@ -103,6 +105,8 @@ export async function checkDashboardAccess(
     return deny(401, 'ERR_DASHBOARD_LOGIN_INVALID', 'login not accepted');
   }
   if (!verifiers.userExists(user)) return deny(401, 'ERR_DASHBOARD_USER_UNKNOWN', 'this account no longer exists');
+  // Logged in is not enough: only the operators listed in DASHBOARD_USERS see the ring.
+  if (!verifiers.isOperator(user)) return deny(403, 'ERR_DASHBOARD_NOT_OPERATOR', 'this account may not see the dashboard (DASHBOARD_USERS)');
   return { allowed: true, who: user };
 }
 
@@ -332,6 +336,8 @@ export function buildDashboard(input: DashboardInput): DashboardView {
 export interface DashboardOptions {
   mode: DashboardMode;
   token?: string | undefined;
+  /** The accounts login mode admits (DASHBOARD_USERS); absent or empty: none. */
+  operators?: ReadonlySet<string> | undefined;
   source: DashboardSource;
   heartbeatIntervalMs: number;
 }
@@ -353,6 +359,7 @@ export function dashboardRouter(deps: DashboardDeps): Router {
     token: (jwt) => verifyAccessToken(deps.holder, jwt, verifyOptions()),
     authCookie: (value) => openAuthCookie(deps.holder, value, verifyOptions()),
     userExists: (user) => deps.users.has(user),
+    isOperator: (user) => deps.operators?.has(user) === true,
   };
   const access = (req: Request) =>
     checkDashboardAccess(deps.mode, deps.token, { authorization: req.headers.authorization, cookie: req.headers.cookie }, verifiers);
@@ -371,7 +378,7 @@ export function dashboardRouter(deps: DashboardDeps): Router {
       // asks for the token (token mode) or points to the login (login mode).
     }
     const nonce = htmlHeaders(res);
-    res.status(decision.allowed ? 200 : 401).send(renderDashboardPage({ nodeId: deps.nodeId, mode: deps.mode, nonce }));
+    res.status(decision.allowed ? 200 : decision.status).send(renderDashboardPage({ nodeId: deps.nodeId, mode: deps.mode, nonce }));
   });
 
   router.get('/dashboard/data', async (req, res) => {

@@ -5,6 +5,7 @@ import { ConfigError } from '../../../app/src/lib/errors.js';
 
 const minimal = () => ({ REDIS_URL: 'redis://localhost:6379/0', KEYRING_MASTER_KEY: randomBytes(32).toString('base64') });
 const TOKEN = 'a'.repeat(32);
+const DEMO = 'demo=scrypt.32768.8.1.-EwYznCYdhMgxYnKdWk4TQ.W_1e2_xu7FQ2CGPBfzMw-CKMmpQJMlKXDxslLq8hvZE';
 
 function problems(env: Record<string, string>): string[] {
   try {
@@ -24,7 +25,8 @@ describe('loadConfig: DASHBOARD and DASHBOARD_TOKEN', () => {
   });
 
   it('reads each mode', () => {
-    for (const mode of ['off', 'public', 'login'] as const) expect(loadConfig({ ...minimal(), DASHBOARD: mode }).dashboard).toBe(mode);
+    for (const mode of ['off', 'public'] as const) expect(loadConfig({ ...minimal(), DASHBOARD: mode }).dashboard).toBe(mode);
+    expect(loadConfig({ ...minimal(), DASHBOARD: 'login', USERS: DEMO, DASHBOARD_USERS: 'demo' })).toMatchObject({ dashboard: 'login', dashboardUsers: new Set(['demo']) });
     expect(loadConfig({ ...minimal(), DASHBOARD: 'token', DASHBOARD_TOKEN: TOKEN })).toMatchObject({ dashboard: 'token', dashboardToken: TOKEN });
   });
 

@@ -17,7 +17,7 @@ import { buildRing, newMasterKey, revokeActive, rotateKey, T0 } from '../support
 const TOKEN = 'x'.repeat(40);
 
 /** Verifiers that accept `jwt-<user>` tokens and `cookie-<user>` auth cookies. */
-const verifiers = (users = ['demo']): AccessVerifiers => ({
+const verifiers = (users = ['demo', 'alice'], operators = ['demo']): AccessVerifiers => ({
   async token(jwt) {
     if (!jwt.startsWith('jwt-')) throw unauthorized('ERR_TOKEN_INVALID', 'token invalid');
     return jwt.slice(4);
@@ -27,6 +27,7 @@ const verifiers = (users = ['demo']): AccessVerifiers => ({
     return value.slice(7);
   },
   userExists: (user) => users.includes(user),
+  isOperator: (user) => operators.includes(user),
 });
 
 describe('checkDashboardAccess', () => {
@@ -66,6 +67,9 @@ describe('checkDashboardAccess', () => {
     expect(await check('login', { authorization: 'Bearer nope' })).toMatchObject({ allowed: false, status: 401, code: 'ERR_TOKEN_INVALID' });
     expect(await check('login', { cookie: 'auth=nope' })).toMatchObject({ allowed: false, status: 401, code: 'ERR_COOKIE_INVALID' });
     expect(await check('login', { cookie: 'auth=cookie-mallory' })).toMatchObject({ allowed: false, status: 401, code: 'ERR_DASHBOARD_USER_UNKNOWN' });
+    // Logged in is not enough: only the operators of DASHBOARD_USERS.
+    expect(await check('login', { authorization: 'Bearer jwt-alice' })).toMatchObject({ allowed: false, status: 403, code: 'ERR_DASHBOARD_NOT_OPERATOR' });
+    expect(await check('login', { cookie: 'auth=cookie-alice' })).toMatchObject({ allowed: false, status: 403, code: 'ERR_DASHBOARD_NOT_OPERATOR' });
     // The DASHBOARD_TOKEN means nothing in login mode.
     expect(await check('login', { authorization: `Bearer ${TOKEN}` }, TOKEN)).toMatchObject({ allowed: false, status: 401 });
   });

@@ -39,7 +39,7 @@ afterEach(async () => {
   await Promise.all(servers.splice(0).map((server) => new Promise((resolve) => server.close(resolve))));
 });
 
-async function start(options: { dashboard?: DashboardMode; dashboardToken?: string; source?: Partial<DashboardSource> } = {}) {
+async function start(options: { dashboard?: DashboardMode; dashboardToken?: string; operators?: string[]; source?: Partial<DashboardSource> } = {}) {
   const ringState = await loadedHolder(T0);
   const sessions = fakeSessions();
   const source: DashboardSource = {
@@ -56,12 +56,12 @@ async function start(options: { dashboard?: DashboardMode; dashboardToken?: stri
     clockSkewMs: 30_000,
     trustProxy: false,
     holder: ringState.holder,
-    users: new Map([['demo', {} as PasswordHash]]),
+    users: new Map([['demo', {} as PasswordHash], ['alice', {} as PasswordHash]]),
     session: sessions.handler,
     clock: ringState.clock,
     log: silentLog,
     isDraining: () => false,
-    ...(options.dashboard ? { dashboard: { mode: options.dashboard, token: options.dashboardToken, source, heartbeatIntervalMs: 1_000 } } : {}),
+    ...(options.dashboard ? { dashboard: { mode: options.dashboard, token: options.dashboardToken, operators: new Set(options.operators ?? ['demo']), source, heartbeatIntervalMs: 1_000 } } : {}),
   });
   const server = app.listen(0, '127.0.0.1');
   servers.push(server);
@@ -80,7 +80,8 @@ async function start(options: { dashboard?: DashboardMode; dashboardToken?: stri
   };
   const token = (await mintAccessToken(ringState.ring, { user: 'demo', ttlMs: 15 * 60_000, now: T0 })).token;
   const auth = `auth=${await sealAuthCookie(ringState.ring, { user: 'demo', ttlMs: 3_600_000, now: T0 })}`;
-  return { get, sessions, token, auth, doc: ringState.doc };
+  const aliceToken = (await mintAccessToken(ringState.ring, { user: 'alice', ttlMs: 15 * 60_000, now: T0 })).token;
+  return { get, sessions, token, auth, aliceToken, doc: ringState.doc };
 }
 
 describe('GET /me', () => {
@@ -211,6 +212,19 @@ describe('the dashboard routes', () => {
       expect(data.text).not.toContain('material');
     }
     expect((await get('/dashboard', { ...html, cookie: auth })).status).toBe(200);
+  });
+
+  it('login: an account that is not in DASHBOARD_USERS gets a 403, whatever it presents', async () => {
+    const { get, aliceToken, token } = await start({ dashboard: 'login', operators: ['demo'] });
+    const refused = await get('/dashboard/data', { authorization: `Bearer ${aliceToken}` });
+    expect(refused.status).toBe(403);
+    expect(refused.body).toEqual({ error: expect.any(String), code: 'ERR_DASHBOARD_NOT_OPERATOR' });
+    expect(refused.text).not.toContain('purposes');
+    expect((await get('/dashboard', { ...html, authorization: `Bearer ${aliceToken}` })).status).toBe(403);
+    expect((await get('/dashboard/data', { authorization: `Bearer ${token}` })).status).toBe(200);
+    // No operators configured: nobody at all (fail closed).
+    const none = await start({ dashboard: 'login', operators: [] });
+    expect((await none.get('/dashboard/data', { authorization: `Bearer ${none.token}` })).status).toBe(403);
   });
 
   it('token: only with the dashboard token, and says how to authenticate', async () => {

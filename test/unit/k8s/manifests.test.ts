@@ -183,7 +183,7 @@ describe('the app nodes', () => {
     const volume = app.spec.template.spec.volumes.find((v: Json) => v.name === mount.name);
     expect(volume.secret.secretName).toBe('keyfleet-master-key');
     expect(volume.secret.items).toContainEqual({ key: 'master.key', path: file.slice(mount.mountPath.length + 1) });
-    expect(volume.secret.defaultMode).toBe(0o440);
+    expect(volume.secret.defaultMode).toBe(0o400);
     expect(app.spec.template.spec.securityContext.fsGroup).toBe(app.spec.template.spec.securityContext.runAsGroup);
   });
 

@@ -1,0 +1,155 @@
+import { Network, type StartedNetwork } from 'testcontainers';
+import { Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { LoginThrottle, TooManyAttempts, throttleKeys, type ThrottleOptions } from '../../app/src/auth/throttle.js';
+import { Cluster, startRedis, waitUntil, type StartedRedis } from '../support/cluster.js';
+import { postLogin } from '../support/http.js';
+
+// Issue 11, part 3: login throttling that cannot be raced or turned against the owner.
+// First the throttle's script against a real Redis (the nodes' own ACL user), then the
+// whole login path through HAProxy. 50 attempts at once each time: before this change, 25
+// concurrent wrong passwords for one name all ran scrypt and all counted.
+
+const ATTEMPTS = 50;
+
+type Outcome = 'admitted' | `refused:${string}`;
+async function attempt(throttle: LoginThrottle, username: string, address: string): Promise<Outcome> {
+  try {
+    await throttle.admit(username, address);
+    return 'admitted';
+  } catch (error) {
+    if (error instanceof TooManyAttempts) return `refused:${error.limit}`;
+    throw error;
+  }
+}
+const tally = (outcomes: string[]) => outcomes.reduce<Record<string, number>>((counts, o) => ({ ...counts, [o]: (counts[o] ?? 0) + 1 }), {});
+
+describe('LoginThrottle against a real Redis', () => {
+  let network: StartedNetwork;
+  let redis: StartedRedis;
+  let client: Redis;
+  let admin: Redis;
+  const options: Partial<ThrottleOptions> = { maxFailuresPerAccount: 5, maxFailuresPerAddress: 20, slowdownBaseMs: 30_000 };
+
+  beforeAll(async () => {
+    network = await new Network().start();
+    redis = await startRedis(network);
+    // The nodes' ACL user: the script must run with exactly the rights a node has.
+    client = new Redis(redis.hostUrl, { maxRetriesPerRequest: 1 });
+    admin = redis.admin();
+    await waitUntil(() => client.status === 'ready', { what: 'the keyfleet connection' });
+  });
+  afterAll(async () => {
+    client?.disconnect();
+    admin?.disconnect();
+    await redis?.container.stop({ timeout: 0 });
+    await network?.stop();
+  });
+
+  const count = async (key: string) => Number((await admin.get(key)) ?? 0);
+
+  it(`${ATTEMPTS} concurrent attempts on one account from one address: exactly the limit is admitted, the rest refused before any password work`, async () => {
+    const throttle = new LoginThrottle(client, options);
+    const outcomes = await Promise.all(Array.from({ length: ATTEMPTS }, () => attempt(throttle, 'alice', '198.51.100.1')));
+    expect(tally(outcomes)).toEqual({ admitted: 5, 'refused:account': ATTEMPTS - 5 });
+    const keys = throttleKeys('alice', '198.51.100.1');
+    expect([await count(keys.pair), await count(keys.account), await count(keys.address)]).toEqual([5, 5, 5]);
+    expect(await admin.pttl(keys.pair)).toBeGreaterThan(14 * 60_000);
+  });
+
+  it('the owner, from an address with no failures, is still admitted while the account is under attack; his success ends nothing for the attacker', async () => {
+    const throttle = new LoginThrottle(client, options);
+    const ticket = await throttle.admit('alice', '203.0.113.7');
+    expect(ticket).toBeDefined();
+    await throttle.succeeded(ticket);
+    const keys = throttleKeys('alice', '203.0.113.7');
+    expect(await admin.exists(keys.pair)).toBe(0);
+    // Taken back, not reset: the account is still under attack (5 failures).
+    expect(await count(keys.account)).toBe(5);
+    expect(await attempt(throttle, 'alice', '198.51.100.1')).toBe('refused:account');
+  });
+
+  it(`under attack, ${ATTEMPTS} concurrent attempts from one fresh address: one free guess, one through the slow-down gate, nothing more`, async () => {
+    const throttle = new LoginThrottle(client, options);
+    const outcomes = await Promise.all(Array.from({ length: ATTEMPTS }, () => attempt(throttle, 'alice', '192.0.2.44')));
+    expect(tally(outcomes)).toEqual({ admitted: 2, 'refused:slowdown': ATTEMPTS - 2 });
+    // The gate is the account's: another address that has failed before waits as well.
+    const gate = await admin.pttl(throttleKeys('alice', 'any').gate);
+    expect(gate).toBeGreaterThan(20_000);
+    expect(gate).toBeLessThanOrEqual(30_000 * 2);
+  });
+
+  it('the slow-down doubles with each failure on the account, up to its maximum', async () => {
+    const throttle = new LoginThrottle(client, { maxFailuresPerAccount: 2, slowdownBaseMs: 1_000, slowdownMaxMs: 5_000 });
+    const gate = throttleKeys('bob', 'x').gate;
+    const waits: number[] = [];
+    // Address 1 fails twice (the account is now under attack), address 2 once (its free guess).
+    for (const address of ['10.1.0.1', '10.1.0.1', '10.1.0.2']) expect(await attempt(throttle, 'bob', address)).toBe('admitted');
+    for (let i = 0; i < 4; i++) {
+      await admin.del(gate); // the wait is over (what time would do)
+      expect(await attempt(throttle, 'bob', '10.1.0.2')).toBe(i === 0 ? 'admitted' : 'refused:account');
+      if (i === 0) waits.push(await admin.pttl(gate));
+    }
+    // 3 failures on the account when the gate was set: 1 s * 2^(3-2) = 2 s. Address 2 then
+    // reached its own limit (2): refused whatever the gate says.
+    expect(waits[0]).toBeGreaterThan(1_000);
+    expect(waits[0]).toBeLessThanOrEqual(2_000);
+    for (const address of ['10.1.0.3', '10.1.0.3']) {
+      await admin.del(gate);
+      expect(await attempt(throttle, 'bob', address)).toBe('admitted');
+    }
+    // 5 failures when the gate was set: 1 s * 2^3 = 8 s, capped at 5 s.
+    expect(await admin.pttl(gate)).toBeLessThanOrEqual(5_000);
+    expect(await admin.pttl(gate)).toBeGreaterThan(4_000);
+  });
+
+  it(`password spraying: ${ATTEMPTS} accounts at once from one address stop at the address limit`, async () => {
+    const throttle = new LoginThrottle(client, options);
+    const outcomes = await Promise.all(Array.from({ length: ATTEMPTS }, (_, i) => attempt(throttle, `user-${i}`, '198.51.100.99')));
+    expect(tally(outcomes)).toEqual({ admitted: 20, 'refused:address': ATTEMPTS - 20 });
+  });
+});
+
+describe('login throttling through HAProxy', () => {
+  let cluster: Cluster;
+
+  beforeAll(async () => {
+    // A long slow-down, so the counts below do not depend on how fast 50 requests arrive.
+    cluster = await Cluster.start({ nodes: 2, env: { LOGIN_SLOWDOWN: '30s' } });
+  });
+  afterAll(async () => {
+    await cluster?.stop();
+  });
+
+  /** POSTs /login `times` at once from inside a node's container: another client address than the host's. */
+  async function loginsFromContainer(password: string, times: number): Promise<number[]> {
+    const script = `
+      const post = () => fetch('http://lb:8080/login', { method: 'POST', headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ username: 'demo', password: ${JSON.stringify(password)} }), signal: AbortSignal.timeout(30000) }).then((r) => r.status);
+      Promise.all(Array.from({ length: ${times} }, post)).then((s) => console.log(JSON.stringify(s)), (e) => { console.error(e); process.exit(1); });`;
+    const { exitCode, stdout, output } = await cluster.nodes.get('node-2')!.exec(['node', '-e', script]);
+    expect(exitCode, output).toBe(0);
+    return JSON.parse(stdout.trim().split('\n').pop()!);
+  }
+
+  it(`${ATTEMPTS} concurrent wrong passwords for one account: 5 answered 401, ${ATTEMPTS - 5} refused with 429 before scrypt; the owner still logs in from another address`, async () => {
+    const replies = await Promise.all(Array.from({ length: ATTEMPTS }, (_, i) => postLogin(cluster.url, { username: 'demo', password: `guess-${i}` })));
+    const statuses = tally(replies.map((r) => String(r.status)));
+    console.log(`[figures] ${ATTEMPTS} concurrent wrong logins for one account through HAProxy: ${JSON.stringify(statuses)} (nodes ${[...new Set(replies.map((r) => r.node))].sort().join(', ')})`);
+    expect(statuses).toEqual({ '401': 5, '429': ATTEMPTS - 5 });
+    for (const reply of replies.filter((r) => r.status === 429)) {
+      expect(reply.body.code).toBe('ERR_TOO_MANY_ATTEMPTS');
+      expect(Number(reply.headers.get('retry-after'))).toBeGreaterThan(0);
+    }
+    // The right password from the attacking address is refused too: it is locked out for demo.
+    expect((await postLogin(cluster.url, { username: 'demo', password: 'demo-password' })).status).toBe(429);
+    // From another address (a container on the balancer's network), the owner gets in.
+    expect(await loginsFromContainer('demo-password', 1)).toEqual([200]);
+  });
+
+  it(`under attack, ${ATTEMPTS} concurrent wrong passwords from a fresh address: 2 reach scrypt, the rest wait for the slow-down`, async () => {
+    const statuses = await loginsFromContainer('wrong', ATTEMPTS);
+    console.log(`[figures] ${ATTEMPTS} concurrent wrong logins from a fresh address while under attack: ${JSON.stringify(tally(statuses.map(String)))}`);
+    expect(tally(statuses.map(String))).toEqual({ '401': 2, '429': ATTEMPTS - 2 });
+  });
+});
