@@ -1,6 +1,7 @@
 import type { Redis } from 'ioredis';
 import type { NodeRole } from '../config/index.js';
 import { redisKeys } from '../lib/redisKeys.js';
+import type { NodeFigures } from '../metrics/rates.js';
 
 /** What each node says about itself, every heartbeat interval, with a TTL of three. */
 export interface NodeBeat {
@@ -11,6 +12,8 @@ export interface NodeBeat {
   startedAt: number;
   at: number;
   draining: boolean;
+  /** Verifications per second and cache hit ratio over the last seconds (the dashboard shows them). */
+  figures?: NodeFigures;
 }
 
 export async function publishBeat(redis: Redis, beat: NodeBeat, ttlMs: number): Promise<void> {

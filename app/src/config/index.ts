@@ -45,6 +45,8 @@ export interface Config {
   logLevel: string;
   dashboard: DashboardMode;
   dashboardToken?: string;
+  /** GET /metrics (Prometheus) on a listener of its own; 0: none. */
+  metricsPort: number;
 }
 
 const duration = (fallback: string) =>
@@ -114,6 +116,7 @@ const schema = z.object({
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   DASHBOARD: z.enum(DASHBOARD_MODES).default('off'),
   DASHBOARD_TOKEN: z.string().min(32, 'must be at least 32 characters (openssl rand -base64 32)').optional(),
+  METRICS_PORT: z.coerce.number().int().min(0).max(65535).default(9464),
 });
 
 type Env = Record<string, string | undefined>;
@@ -168,6 +171,9 @@ export function loadConfig(env: Env = process.env): Config {
   if (c.DASHBOARD === 'token' && !c.DASHBOARD_TOKEN) {
     throw new ConfigError(['DASHBOARD_TOKEN: is required with DASHBOARD=token']);
   }
+  if (c.METRICS_PORT !== 0 && c.METRICS_PORT === c.PORT) {
+    throw new ConfigError(['METRICS_PORT: must differ from PORT (the balancer forwards PORT; /metrics stays off it)']);
+  }
   if (c.LEASE_TTL < 3 * c.HEARTBEAT_INTERVAL) {
     throw new ConfigError(['LEASE_TTL: must be at least three HEARTBEAT_INTERVALs']);
   }
@@ -199,5 +205,6 @@ export function loadConfig(env: Env = process.env): Config {
     logLevel: c.LOG_LEVEL,
     dashboard: c.DASHBOARD,
     ...(c.DASHBOARD_TOKEN ? { dashboardToken: c.DASHBOARD_TOKEN } : {}),
+    metricsPort: c.METRICS_PORT,
   };
 }

@@ -24,7 +24,7 @@ export interface RingHolderOptions {
  * periodically as a backstop, and at most once a second for a token with an unknown kid.
  * When Redis is unreachable, or has lost the ring, it keeps serving what it holds.
  */
-export class RingHolder extends EventEmitter<{ change: [RingSnapshot] }> {
+export class RingHolder extends EventEmitter<{ change: [RingSnapshot]; unknownKid: [reloaded: boolean] }> {
   private snapshot: RingSnapshot | undefined;
   private inFlight: Promise<RingSnapshot | undefined> | undefined;
   private lastUnknownKidReload = Number.NEGATIVE_INFINITY;
@@ -68,7 +68,9 @@ export class RingHolder extends EventEmitter<{ change: [RingSnapshot] }> {
   /** Called for a token whose kid this node has never seen: it may be newer than our ring. */
   async reloadForUnknownKid(): Promise<boolean> {
     const now = this.options.clock.now();
-    if (now - this.lastUnknownKidReload < (this.options.unknownKidReloadIntervalMs ?? 1000)) return false;
+    const reloaded = now - this.lastUnknownKidReload >= (this.options.unknownKidReloadIntervalMs ?? 1000);
+    this.emit('unknownKid', reloaded); // observed by metrics
+    if (!reloaded) return false;
     this.lastUnknownKidReload = now;
     await this.reload('unknown kid').catch(() => undefined);
     return true;
