@@ -74,6 +74,7 @@ export class NodeMetrics implements MetricsObserver {
 
   constructor(private readonly options: NodeMetricsOptions) {
     this.clock = options.clock;
+    this.rates.sample(this.clock.now(), this.totals); // the first figures count from start-up
     const registers = [this.registry];
     if (options.defaultMetrics !== false) collectDefaultMetrics({ register: this.registry });
     new Gauge({ name: 'keyfleet_node_info', help: 'This node (value 1): its NODE_ID and NODE_ROLE', labelNames: ['node', 'role'], registers }).set(
