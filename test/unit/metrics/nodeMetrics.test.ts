@@ -18,7 +18,7 @@ export async function valueOf(metrics: NodeMetrics, name: string, labels: Record
   if (!metric) throw new Error(`no metric ${family}`);
   const { values } = await metric.get();
   return values.find(
-    (v) => (v.metricName ?? family) === name && Object.entries(labels).every(([key, value]) => String((v.labels as Record<string, unknown>)[key]) === value),
+    (v) => ((v as { metricName?: string }).metricName ?? family) === name && Object.entries(labels).every(([key, value]) => String((v.labels as Record<string, unknown>)[key]) === value),
   )?.value;
 }
 
