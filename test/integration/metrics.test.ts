@@ -4,6 +4,7 @@ import type { StartedTestContainer } from 'testcontainers';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse, stringify } from 'yaml';
 import { Cluster, startPrometheus, waitUntil } from '../support/cluster.js';
+import { login } from '../support/http.js';
 
 // Three nodes behind HAProxy and a real Prometheus (Debian's package, the kit's own config and
 // alert rules) on the same network. Everything is read through Prometheus's HTTP API: what
@@ -49,7 +50,7 @@ const targets = (job: string) => get<{ activeTargets: Target[] }>('/api/v1/targe
 const byInstance = async (promql: string) => new Map((await query(promql)).map((s) => [s.metric.instance!, Number(s.value[1])]));
 
 beforeAll(async () => {
-  cluster = await Cluster.start({ nodes: 3 });
+  cluster = await Cluster.start({ nodes: 3, env: { DASHBOARD: 'public' } });
   prometheus = await startPrometheus(cluster.network, {
     'prometheus.yml': testConfig(),
     'alerts.yml': readFileSync(`${DEPLOY}/alerts.yml`, 'utf8'),
@@ -84,6 +85,24 @@ describe('Prometheus scraping the cluster', () => {
     const response = await fetch(`${cluster.url}/metrics`, { signal: AbortSignal.timeout(5_000) });
     expect(response.status).toBe(404);
     expect(await response.json()).toEqual({ error: 'not found', code: 'ERR_NOT_FOUND' });
+  });
+
+  it('shows each node\'s own verifications per second and cache hit ratio on the dashboard (from heartbeats, not Prometheus)', async () => {
+    const { token } = await login(cluster.url);
+    const me = () => fetch(`${cluster.url}/me`, { headers: { authorization: `Bearer ${token}` }, signal: AbortSignal.timeout(5_000) });
+    // Round robin: each node checks the token in full once, then answers from its cache.
+    for (let i = 0; i < 30; i++) expect((await me()).status).toBe(200);
+    type NodeView = { id: string; verificationsPerSecond: number | null; cacheHitRatio: number | null };
+    let nodes: NodeView[] = [];
+    await waitUntil(
+      async () => {
+        const response = await fetch(`${cluster.url}/dashboard/data`, { signal: AbortSignal.timeout(5_000) });
+        nodes = ((await response.json()) as { nodes: NodeView[] }).nodes;
+        return nodes.length === 3 && nodes.every((n) => (n.verificationsPerSecond ?? 0) > 0 && (n.cacheHitRatio ?? 0) >= 0.5);
+      },
+      { timeoutMs: 15_000, what: `every node to report verifications and cache hits (${JSON.stringify(nodes)})` },
+    );
+    for (const node of nodes) expect(node.cacheHitRatio, node.id).toBeLessThan(1); // its first check was a miss
   });
 
   it('sees the rotation counter rise on every node during a rotation, and the killed node\'s target go down', async () => {
