@@ -1,6 +1,6 @@
 import type { EventEmitter } from 'node:events';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import type { RingSnapshot } from '../keyring/snapshot.js';
+import type { RingHolder } from '../keyring/holder.js';
 import { PURPOSES, type Purpose } from '../keyring/types.js';
 import type { Clock } from '../lib/clock.js';
 import { KEY_STATES, ringFigures, ringTransitions } from './ringFigures.js';
@@ -31,7 +31,7 @@ export interface MetricsObserver {
 
 /** Where the collectors read the node's state at scrape time. */
 export interface ObservedNode {
-  holder: EventEmitter<{ change: [RingSnapshot]; unknownKid: [reloaded: boolean] }> & { readonly current: RingSnapshot | undefined };
+  holder: Pick<RingHolder, 'current' | 'on'>;
   lease: { readonly held: boolean };
   /** Redis connections by name (main, sub, ...): their ioredis `status`. */
   redis: Record<string, { readonly status: string } & Pick<EventEmitter, 'on'>>;
