@@ -3,7 +3,7 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 import type { RingHolder } from '../keyring/holder.js';
 import { PURPOSES, type Purpose } from '../keyring/types.js';
 import type { Clock } from '../lib/clock.js';
-import { KEY_STATES, ringFigures, ringTransitions } from './ringFigures.js';
+import { KEY_STATES, ringFigures, ringTransitions, type PurposeFigures } from './ringFigures.js';
 import { RateWindow, type NodeFigures } from './rates.js';
 
 // A node's Prometheus metrics (prom-client), in a registry of its own, served on METRICS_PORT
@@ -48,6 +48,10 @@ export interface NodeMetricsOptions {
 
 /** An outcome code as a label value: our codes are ERR_ + capitals; anything else is folded. */
 export const codeLabel = (code: string) => (code === 'OK' || /^ERR_[A-Z0-9_]{1,48}$/.test(code) ? code : 'ERR_OTHER');
+
+/** One series of a scraped gauge: its labels and its value. */
+type Sample = [labels: Record<string, string>, value: number];
+const withValue = (labels: Record<string, string>, value: number | undefined): Sample[] => (value === undefined ? [] : [[labels, value]]);
 
 /** Seconds, from the propagation of a ring change within one host to a stuck node's timeout. */
 const PROPAGATION_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
@@ -122,7 +126,6 @@ export class NodeMetrics implements MetricsObserver {
 
   /** Starts observing a node: ring changes as they happen, the rest read at scrape time. */
   observe(node: ObservedNode): void {
-    const registers = [this.registry];
     const { holder, lease, redis } = node;
     if (holder.current) this.loadedAt = this.clock.now();
     let held = holder.current?.document;
@@ -141,98 +144,52 @@ export class NodeMetrics implements MetricsObserver {
     holder.on('unknownKid', (reloaded) => this.unknownKidReload(reloaded));
 
     const ring = () => holder.current;
-    new Gauge({
-      name: 'keyfleet_ring_version',
-      help: 'Version of the key ring this node serves from (0: none loaded)',
-      registers,
-      collect() {
-        this.set(ring()?.version ?? 0);
-      },
-    });
-    const self = this;
-    new Gauge({
-      name: 'keyfleet_ring_loaded_age_seconds',
-      help: 'Seconds since this node loaded the ring version it holds',
-      registers,
-      collect() {
-        this.reset();
-        if (self.loadedAt !== undefined) this.set((self.clock.now() - self.loadedAt) / 1000);
-      },
-    });
-    new Gauge({
-      name: 'keyfleet_ring_complete',
-      help: '1 when the ring held has an active key for every purpose (the node can serve)',
-      registers,
-      collect() {
-        this.set(ring()?.complete ? 1 : 0);
-      },
-    });
     const figures = () => {
       const current = ring();
-      return current ? ringFigures(current.document, self.clock.now(), self.options.rotationIntervalMs) : undefined;
+      return current ? ringFigures(current.document, this.clock.now(), this.options.rotationIntervalMs) : undefined;
     };
-    new Gauge({
-      name: 'keyfleet_keys',
-      help: 'Keys in the ring held, by purpose and state',
-      labelNames: ['purpose', 'state'],
-      registers,
-      collect() {
-        this.reset();
-        const all = figures();
-        if (!all) return;
-        for (const purpose of PURPOSES) for (const state of KEY_STATES) this.set({ purpose, state }, all[purpose].keys[state]);
-      },
-    });
-    const perPurpose = (name: string, help: string, pick: (f: NonNullable<ReturnType<typeof figures>>[Purpose]) => number | undefined) =>
-      new Gauge({
-        name,
-        help,
-        labelNames: ['purpose'],
-        registers,
-        collect() {
-          this.reset();
-          const all = figures();
-          if (!all) return;
-          for (const purpose of PURPOSES) {
-            const value = pick(all[purpose]);
-            if (value !== undefined) this.set({ purpose }, value);
-          }
-        },
-      });
-    perPurpose('keyfleet_active_key_age_seconds', 'Seconds since the active key of each purpose was activated', (f) => f.activeKeyAgeS);
-    perPurpose('keyfleet_rotation_due_in_seconds', 'Seconds until the scheduled rotation of each purpose (negative: overdue)', (f) => f.rotationDueInS);
-    perPurpose('keyfleet_staged_key_age_seconds', 'Seconds since the staged key of each purpose was created (absent: none staged)', (f) => f.stagedKeyAgeS);
+    const perPurpose = (pick: (f: PurposeFigures) => number | undefined) => (): Sample[] => {
+      const all = figures();
+      return all ? PURPOSES.flatMap((purpose) => withValue({ purpose }, pick(all[purpose]))) : [];
+    };
+    const flag = (on: boolean) => (on ? 1 : 0);
 
-    new Gauge({
-      name: 'keyfleet_primary_lease_held',
-      help: '1 while this node holds the primary lease',
-      registers,
-      collect() {
-        this.set(lease.held ? 1 : 0);
-      },
+    this.scraped('keyfleet_ring_version', 'Version of the key ring this node serves from (0: none loaded)', [], () => [[{}, ring()?.version ?? 0]]);
+    this.scraped('keyfleet_ring_loaded_age_seconds', 'Seconds since this node loaded the ring version it holds', [], () =>
+      withValue({}, this.loadedAt === undefined ? undefined : (this.clock.now() - this.loadedAt) / 1000),
+    );
+    this.scraped('keyfleet_ring_complete', '1 when the ring held has an active key for every purpose (the node can serve)', [], () => [[{}, flag(ring()?.complete === true)]]);
+    this.scraped('keyfleet_keys', 'Keys in the ring held, by purpose and state', ['purpose', 'state'], () => {
+      const all = figures();
+      return all ? PURPOSES.flatMap((purpose) => KEY_STATES.map((state): Sample => [{ purpose, state }, all[purpose].keys[state]])) : [];
     });
-    const main = redis.main;
-    new Gauge({
-      name: 'keyfleet_session_store_up',
-      help: '1 while the session store (Redis, main connection) is usable',
-      registers,
-      collect() {
-        this.set(main?.status === 'ready' ? 1 : 0);
-      },
-    });
-    new Gauge({
-      name: 'keyfleet_redis_connected',
-      help: '1 while the Redis connection is ready, by connection',
-      labelNames: ['connection'],
-      registers,
-      collect() {
-        for (const [connection, client] of Object.entries(redis)) this.set({ connection }, client.status === 'ready' ? 1 : 0);
-      },
-    });
+    this.scraped('keyfleet_active_key_age_seconds', 'Seconds since the active key of each purpose was activated', ['purpose'], perPurpose((f) => f.activeKeyAgeS));
+    this.scraped('keyfleet_rotation_due_in_seconds', 'Seconds until the scheduled rotation of each purpose (negative: overdue)', ['purpose'], perPurpose((f) => f.rotationDueInS));
+    this.scraped('keyfleet_staged_key_age_seconds', 'Seconds since the staged key of each purpose was created (absent: none staged)', ['purpose'], perPurpose((f) => f.stagedKeyAgeS));
+    this.scraped('keyfleet_primary_lease_held', '1 while this node holds the primary lease', [], () => [[{}, flag(lease.held)]]);
+    // express-session's store uses the main connection, and refuses at once unless it is ready.
+    this.scraped('keyfleet_session_store_up', '1 while the session store (Redis, main connection) is usable', [], () => [[{}, flag(redis.main?.status === 'ready')]]);
+    this.scraped('keyfleet_redis_connected', '1 while the Redis connection is ready, by connection', ['connection'], () =>
+      Object.entries(redis).map(([connection, client]): Sample => [{ connection }, flag(client.status === 'ready')]),
+    );
     for (const [connection, client] of Object.entries(redis)) {
       this.redisReconnects.inc({ connection }, 0);
       client.on('reconnecting', () => this.redisReconnects.inc({ connection }));
     }
+  }
+
+  /** A gauge whose series are read from the node when Prometheus scrapes (absent series: not set). */
+  private scraped(name: string, help: string, labelNames: string[], read: () => Sample[]): void {
+    new Gauge({
+      name,
+      help,
+      labelNames,
+      registers: [this.registry],
+      collect() {
+        this.reset();
+        for (const [labels, value] of read()) this.set(labels, value);
+      },
+    });
   }
 
   verification(purpose: Purpose, code: string, cache: 'hit' | 'miss' | 'none'): void {
