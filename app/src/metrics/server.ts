@@ -32,6 +32,10 @@ export async function startMetricsServer(registry: Registry, port: number, host 
   server.requestTimeout = 10_000;
   server.headersTimeout = 5_000;
   server.listen(port, host);
-  await once(server, 'listening');
+  try {
+    await once(server, 'listening');
+  } catch (error) {
+    throw new Error(`METRICS_PORT: cannot listen on ${host}:${port} (${(error as NodeJS.ErrnoException).code ?? error})`, { cause: error });
+  }
   return Object.assign(server, { port: (server.address() as AddressInfo).port });
 }

@@ -218,4 +218,11 @@ describe('the /metrics listener', () => {
     expect(post.status).toBe(405);
     expect((await post.json()).code).toBe('ERR_METHOD_NOT_ALLOWED');
   });
+
+  it('names METRICS_PORT when its port is taken', async () => {
+    const { metrics } = await observed();
+    const first = await startMetricsServer(metrics.registry, 0, '127.0.0.1');
+    servers.push(first);
+    await expect(startMetricsServer(metrics.registry, first.port, '127.0.0.1')).rejects.toThrow(`METRICS_PORT: cannot listen on 127.0.0.1:${first.port} (EADDRINUSE)`);
+  });
 });
