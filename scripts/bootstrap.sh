@@ -228,6 +228,7 @@ build_images() {
   docker build -q --build-arg "BASE_IMAGE=$BASE_IMAGE" -t "keyfleet/redis:$tag" redis >/dev/null
   docker build -q --build-arg "BASE_IMAGE=$BASE_IMAGE" -t "keyfleet/haproxy:$tag" haproxy >/dev/null
   docker build -q --build-arg "BASE_IMAGE=$BASE_IMAGE" -t "keyfleet/app:$tag" -f app/Dockerfile . >/dev/null
+  docker build -q --build-arg "BASE_IMAGE=$BASE_IMAGE" -t "keyfleet/prometheus:$tag" prometheus >/dev/null
 }
 
 ensure_docker

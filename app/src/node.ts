@@ -16,6 +16,7 @@ import { RingWriter } from './keyring/writer.js';
 import { systemClock, type Clock } from './lib/clock.js';
 import type { Logger } from './lib/log.js';
 import { connectRedis } from './lib/redis.js';
+import { NodeMetrics } from './metrics/nodeMetrics.js';
 
 export const leaseTickMs = (leaseTtlMs: number) => Math.min(500, Math.max(50, Math.floor(leaseTtlMs / 4)));
 
@@ -32,6 +33,7 @@ export class KeyfleetNode {
   readonly lease: Lease;
   readonly primary: PrimaryDuty;
   readonly app: ReturnType<typeof createApp>;
+  readonly metrics: NodeMetrics;
   private readonly startedAt: number;
   private draining = false;
   private timers: NodeJS.Timeout[] = [];
@@ -66,6 +68,8 @@ export class KeyfleetNode {
       currentForMs: config.heartbeatIntervalMs * 2.5,
     });
     this.lease = new Lease(this.redis, config.nodeId, config.leaseTtlMs, clock);
+    this.metrics = new NodeMetrics({ nodeId: config.nodeId, role: config.nodeRole, rotationIntervalMs: config.keyRotationIntervalMs, clock });
+    this.metrics.observe({ holder: this.holder, lease: this.lease, redis: { main: this.redis, sub: this.subscriber } });
     const lifetimes = {
       sign: config.tokenTtlMs,
       encrypt: config.sessionTtlMs,
@@ -96,6 +100,7 @@ export class KeyfleetNode {
       rotationIntervalMs: config.keyRotationIntervalMs,
       confirmTimeoutMs: config.rotationConfirmTimeoutMs,
       minReplicas: config.redisMinReplicas,
+      metrics: this.metrics,
     });
     this.app = createApp({
       nodeId: config.nodeId,
@@ -119,6 +124,7 @@ export class KeyfleetNode {
         source: redisSource(this.redis, this.store),
         heartbeatIntervalMs: config.heartbeatIntervalMs,
       },
+      metrics: this.metrics,
     });
     // Confirm a new ring version at once: rotation waits on these heartbeats.
     this.holder.on('change', () => void this.beat());
@@ -169,6 +175,7 @@ export class KeyfleetNode {
         startedAt: this.startedAt,
         at: this.clock.now(),
         draining: this.draining,
+        figures: this.metrics.figures(),
       },
       this.config.heartbeatIntervalMs * 3,
       this.config.masterKey,

@@ -3,6 +3,7 @@ import { loadConfig } from './config/index.js';
 import { ConfigError, KeyfleetError } from './lib/errors.js';
 import { createLogger } from './lib/log.js';
 import { describeTarget } from './lib/redis.js';
+import { startMetricsServer } from './metrics/server.js';
 import { KeyfleetNode } from './node.js';
 
 // Owns the process: configuration, listen, signals, graceful shutdown.
@@ -44,6 +45,8 @@ async function main(): Promise<void> {
   const server = node.app.listen(config.port);
   server.keepAliveTimeout = 65_000;
   await once(server, 'listening');
+  // Prometheus scrapes each node here, on a port the balancer does not forward.
+  const metricsServer = config.metricsPort === 0 ? undefined : await startMetricsServer(node.metrics.registry, config.metricsPort);
   await starting;
   if (failed) refuse(failed.error);
   // uptimeMs: process start to this line (Node's own start-up included): the cold-start figure.
@@ -59,6 +62,7 @@ async function main(): Promise<void> {
     await new Promise((resolve) => setTimeout(resolve, config.shutdownDrainMs));
     server.closeIdleConnections();
     await node.stop(server);
+    metricsServer?.close();
     log.info('stopped');
     process.exit(0);
   };

@@ -354,3 +354,22 @@ export async function hostCli(args: string[], env: Record<string, string>, input
     child.stdin.end(input ?? '');
   });
 }
+
+/** Prometheus from Debian's package (prometheus/Dockerfile), built by scripts/bootstrap.sh. */
+export const PROMETHEUS_IMAGE = `keyfleet/prometheus:${IMAGE_TAG}`;
+
+/**
+ * Prometheus on `network` (the cluster's front network, where the nodes answer to `app` and
+ * the balancer to `lb`), with `files` (name -> content) in /etc/keyfleet/prometheus, where
+ * its prometheus.yml is read. Ready once /-/ready answers; its HTTP API is on port 9090.
+ */
+export async function startPrometheus(network: StartedNetwork, files: Record<string, string>): Promise<StartedTestContainer> {
+  return new GenericContainer(PROMETHEUS_IMAGE)
+    .withNetwork(network)
+    .withName(`kf-prometheus-${randomBytes(3).toString('hex')}`)
+    .withCopyContentToContainer(Object.entries(files).map(([name, content]) => ({ content, target: `/etc/keyfleet/prometheus/${name}`, mode: 0o644 })))
+    .withExposedPorts(9090)
+    .withWaitStrategy(Wait.forHttp('/-/ready', 9090).forStatusCode(200))
+    .withStartupTimeout(startupTimeoutMs)
+    .start();
+}

@@ -3,6 +3,7 @@ import { z } from 'zod';
 import type { NodeRole } from '../config/index.js';
 import { beatAuthentic, beatMac } from '../keyring/seal.js';
 import { redisKeys } from '../lib/redisKeys.js';
+import type { NodeFigures } from '../metrics/rates.js';
 
 /** What each node says about itself, every heartbeat interval, with a TTL of three. */
 export interface NodeBeat {
@@ -17,6 +18,8 @@ export interface NodeBeat {
   ringId?: string;
   /** HMAC under a key derived from the master key: only such beats count as evidence. */
   mac?: string;
+  /** Verifications per second and cache hit ratio over the last seconds (the dashboard shows them). */
+  figures?: NodeFigures;
 }
 
 // What a heartbeat must look like; anything else in the node keyspace is skipped, never fatal.

@@ -23,6 +23,7 @@ import type { Logger } from '../lib/log.js';
 import { redisKeys } from '../lib/redisKeys.js';
 import { reply, type Command } from './commands.js';
 import type { Lease } from './lease.js';
+import type { MetricsObserver } from '../metrics/nodeMetrics.js';
 
 export interface PrimaryDutyOptions {
   role: NodeRole;
@@ -40,6 +41,7 @@ export interface PrimaryDutyOptions {
   confirmTimeoutMs: number;
   /** Replicas that must hold a staged key before it is activated. */
   minReplicas?: number;
+  metrics?: MetricsObserver;
 }
 
 /**
@@ -71,6 +73,7 @@ export class PrimaryDuty {
         return lease.held;
       });
       if (held !== this.wasPrimary) log.info({ primary: held }, held ? 'took the primary lease' : 'no longer primary');
+      if (held !== this.wasPrimary) this.options.metrics?.leaseChanged(held);
       this.wasPrimary = held;
       if (!held) return;
       this.listenForCommands();
@@ -158,6 +161,7 @@ export class PrimaryDuty {
         minReplicas: this.options.minReplicas,
       });
       const level = outcome.ok ? 'info' : 'error';
+      this.options.metrics?.rotationRun(purpose, outcome.ok);
       log[level]({ ...outcome }, outcome.ok ? 'rotation done' : `rotation blocked: ${outcome.pending.join(', ')} never confirmed`);
       return outcome;
     } finally {

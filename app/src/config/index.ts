@@ -51,6 +51,8 @@ export interface Config {
   publicOrigins: string[];
   /** `__Host-auth` and `__Host-sid` instead of `auth` and `sid` (COOKIE_HOST_PREFIX). */
   cookieHostPrefix: boolean;
+  /** GET /metrics (Prometheus) on a listener of its own; 0: none. */
+  metricsPort: number;
 }
 
 const duration = (fallback: string) =>
@@ -144,6 +146,7 @@ const schema = z.object({
       return origins;
     }),
   COOKIE_HOST_PREFIX: z.enum(['true', 'false']).default('false'),
+  METRICS_PORT: z.coerce.number().int().min(0).max(65535).default(9464),
 });
 
 type Env = Record<string, string | undefined>;
@@ -208,6 +211,9 @@ export function loadConfig(env: Env = process.env): Config {
   if (c.LOGIN_SLOWDOWN < 1 || c.LOGIN_SLOWDOWN_MAX < c.LOGIN_SLOWDOWN) {
     throw new ConfigError(['LOGIN_SLOWDOWN, LOGIN_SLOWDOWN_MAX: the slow-down must be above 0 and its maximum at least as long']);
   }
+  if (c.METRICS_PORT !== 0 && c.METRICS_PORT === c.PORT) {
+    throw new ConfigError(['METRICS_PORT: must differ from PORT (the balancer forwards PORT; /metrics stays off it)']);
+  }
   if (c.LEASE_TTL < 3 * c.HEARTBEAT_INTERVAL) {
     throw new ConfigError(['LEASE_TTL: must be at least three HEARTBEAT_INTERVALs']);
   }
@@ -244,5 +250,6 @@ export function loadConfig(env: Env = process.env): Config {
     dashboardUsers: c.DASHBOARD_USERS,
     publicOrigins: c.PUBLIC_ORIGINS,
     cookieHostPrefix: c.COOKIE_HOST_PREFIX === 'true',
+    metricsPort: c.METRICS_PORT,
   };
 }

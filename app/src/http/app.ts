@@ -12,6 +12,8 @@ import type { RingHolder } from '../keyring/holder.js';
 import type { Clock } from '../lib/clock.js';
 import { KeyfleetError, badRequest, unauthorized, unavailable } from '../lib/errors.js';
 import type { Logger } from '../lib/log.js';
+import { httpMetrics, observeVerification } from '../metrics/http.js';
+import type { NodeMetrics } from '../metrics/nodeMetrics.js';
 import { errorHandler, notFound } from './errors.js';
 import { hostPrefixedCookies } from './cookiePrefix.js';
 import { dashboardRouter, type DashboardOptions } from './dashboard.js';
@@ -40,6 +42,8 @@ export interface AppDeps {
   publicOrigins?: readonly string[];
   /** Cookie names `__Host-auth` / `__Host-sid` at the edge (COOKIE_HOST_PREFIX). */
   cookieHostPrefix?: boolean;
+  /** Prometheus metrics (served on METRICS_PORT, not here); absent: nothing is measured. */
+  metrics?: NodeMetrics;
 }
 
 const LoginBody = z.object({
@@ -56,6 +60,7 @@ export function createApp(deps: AppDeps) {
   // cost 2-3.5 % of CPU in the profiles (docs/performance.md).
   app.set('etag', false);
   app.set('trust proxy', deps.trustProxy);
+  if (deps.metrics) app.use(httpMetrics(deps.metrics));
   app.use((_req, res, next) => {
     res.setHeader('X-Node-Id', nodeId);
     next();
@@ -175,7 +180,7 @@ async function identify(
   if (authorization !== undefined) {
     const match = /^Bearer ([A-Za-z0-9._~+/=-]+)$/.exec(authorization.trim());
     if (!match) throw unauthorized('ERR_BAD_AUTHORIZATION', 'expected "Authorization: Bearer <token>"');
-    return { user: await verifyAccessToken(deps.holder, match[1]!, verifyOptions()), via: 'token' };
+    return { user: await observeVerification(deps.metrics, deps.holder, 'sign', match[1]!, verifyOptions().now, () => verifyAccessToken(deps.holder, match[1]!, verifyOptions())), via: 'token' };
   }
   let cookies: Record<string, string | undefined>;
   try {
@@ -185,7 +190,7 @@ async function identify(
   }
   const auth = cookies[AUTH_COOKIE];
   if (auth !== undefined && auth !== '') {
-    const user = await openAuthCookie(deps.holder, auth, verifyOptions());
+    const user = await observeVerification(deps.metrics, deps.holder, 'encrypt', auth, verifyOptions().now, () => openAuthCookie(deps.holder, auth, verifyOptions()));
     // A browser sends both cookies: count the visit in its session too. Only when a `sid`
     // came along, so auth-cookie-only requests never wait on Redis; the cookie alone decides
     // who you are, and a session that is gone, unreachable or someone else's is left alone.
@@ -200,6 +205,7 @@ async function identify(
   if (cookies[SESSION_COOKIE] !== undefined) {
     await runMiddleware(deps.session, req, res);
     const user = req.session?.user;
+    deps.metrics?.verification('cookie', user ? 'OK' : 'ERR_SESSION_INVALID', 'none');
     if (!user) {
       // The `sid` signature may be by a cookie key this node has not loaded (cut off from
       // Redis while a rotation went ahead): let a node that can vouch for its ring answer.

@@ -13,6 +13,7 @@ import { ALGORITHMS, PURPOSES, type KeyState, type Purpose, type RingDocument } 
 import type { DashboardMode } from '../config/index.js';
 import type { Clock } from '../lib/clock.js';
 import { KeyfleetError } from '../lib/errors.js';
+import { readFigures } from '../metrics/rates.js';
 import { htmlHeaders, nodeHue } from './html.js';
 import { renderDashboardPage } from './dashboardPage.js';
 
@@ -182,6 +183,9 @@ export interface NodeView {
   draining: boolean;
   /** The node that answered this request. */
   self: boolean;
+  /** From the node's own heartbeat: credential checks per second, and the share the cache answered. */
+  verificationsPerSecond: number | null;
+  cacheHitRatio: number | null;
 }
 
 export interface Segment {
@@ -269,6 +273,7 @@ export function buildDashboard(input: DashboardInput): DashboardView {
   const ringVersion = ring?.version ?? null;
   const nodes = [...input.nodes].sort(byId).map((beat): NodeView => {
     const heartbeatAgeMs = Math.max(0, now - beat.at);
+    const figures = readFigures(beat.figures);
     return {
       id: beat.id,
       hue: nodeHue(beat.id),
@@ -281,6 +286,8 @@ export function buildDashboard(input: DashboardInput): DashboardView {
       uptimeMs: Math.max(0, now - beat.startedAt),
       draining: beat.draining === true,
       self: beat.id === input.servedBy,
+      verificationsPerSecond: figures?.verificationsPerSecond ?? null,
+      cacheHitRatio: figures?.cacheHitRatio ?? null,
     };
   });
   const purposes = PURPOSES.map((purpose): PurposeView => {

@@ -52,7 +52,7 @@ ${DASHBOARD_CSS}
   <section aria-labelledby="nodes-title">
     <h2 id="nodes-title">Nodes</h2>
     <div class="scroll"><table id="nodes">
-      <thead><tr><th scope="col">Node</th><th scope="col">Role</th><th scope="col">Ring loaded</th><th scope="col">Heartbeat</th><th scope="col">Up</th><th scope="col">Status</th></tr></thead>
+      <thead><tr><th scope="col">Node</th><th scope="col">Role</th><th scope="col">Ring loaded</th><th scope="col">Heartbeat</th><th scope="col">Up</th><th scope="col">Verifications/s</th><th scope="col">Cache hits</th><th scope="col">Status</th></tr></thead>
       <tbody></tbody>
     </table></div>
   </section>
@@ -188,6 +188,8 @@ function renderNodes(data) {
     cell(el('span', {}, [el('span', { class: 'mono', 'data-ring-version': String(n.ringVersion), text: 'v' + n.ringVersion }), n.behind ? badge('warn', 'behind') : null])),
     cell(span(n.heartbeatAgeMs) + ' ago', { class: 'age' }),
     cell(span(n.uptimeMs)),
+    cell(n.verificationsPerSecond === null ? '–' : String(n.verificationsPerSecond), { class: 'mono', 'data-figure': 'verifications' }),
+    cell(n.cacheHitRatio === null ? '–' : Math.round(n.cacheHitRatio * 100) + ' %', { class: 'mono', 'data-figure': 'cache-hits' }),
     cell(el('span', {}, [n.draining ? badge('warn', 'draining') : null, n.self ? badge('self', 'this answer') : null])),
   ]));
   $('nodes').tBodies[0].replaceChildren(...rows);

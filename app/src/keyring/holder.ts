@@ -62,7 +62,7 @@ export interface RingHolderOptions {
  * periodically as a backstop, and at most once a second for a token with an unknown kid.
  * When Redis is unreachable, or has lost the ring, it keeps serving what it holds.
  */
-export class RingHolder extends EventEmitter<{ change: [RingSnapshot]; alarm: [RingAlarm | undefined] }> {
+export class RingHolder extends EventEmitter<{ change: [RingSnapshot]; alarm: [RingAlarm | undefined]; unknownKid: [reloaded: boolean] }> {
   private snapshot: RingSnapshot | undefined;
   private ringAlarm: RingAlarm | undefined;
   private alarmedFingerprint: string | undefined;
@@ -157,7 +157,9 @@ export class RingHolder extends EventEmitter<{ change: [RingSnapshot]; alarm: [R
    */
   async reloadForUnknownKid(): Promise<boolean> {
     const now = this.options.clock.now();
-    if (now - this.lastUnknownKidReload < (this.options.unknownKidReloadIntervalMs ?? 1000)) return false;
+    const reloaded = now - this.lastUnknownKidReload >= (this.options.unknownKidReloadIntervalMs ?? 1000);
+    this.emit('unknownKid', reloaded); // observed by metrics
+    if (!reloaded) return false;
     this.lastUnknownKidReload = now;
     return this.reload('unknown kid', { throwOnError: true }).then(
       () => true,

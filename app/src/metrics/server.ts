@@ -1,0 +1,41 @@
+import { once } from 'node:events';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Registry } from 'prom-client';
+
+/**
+ * A listener of its own for GET /metrics on METRICS_PORT: apart from the app, so the
+ * balancer (which forwards only PORT) never serves it and a scrape reaches exactly one node.
+ * Nothing else is answered there.
+ */
+export async function startMetricsServer(registry: Registry, port: number, host = '0.0.0.0'): Promise<Server & { port: number }> {
+  const server = createServer((req, res) => {
+    const path = (req.url ?? '/').split('?')[0];
+    const answer = (status: number, code: string, error: string) => {
+      res.writeHead(status, { 'content-type': 'application/json', 'cache-control': 'no-store' });
+      res.end(JSON.stringify({ error, code }));
+    };
+    if (path !== '/metrics') return answer(404, 'ERR_NOT_FOUND', 'not found (only /metrics here)');
+    if (req.method !== 'GET' && req.method !== 'HEAD') {
+      res.setHeader('allow', 'GET, HEAD');
+      return answer(405, 'ERR_METHOD_NOT_ALLOWED', 'GET /metrics');
+    }
+    registry.metrics().then(
+      (text) => {
+        res.writeHead(200, { 'content-type': registry.contentType, 'cache-control': 'no-store' });
+        res.end(req.method === 'HEAD' ? undefined : text);
+      },
+      () => answer(500, 'ERR_INTERNAL', 'internal error'),
+    );
+  });
+  // Scrapes are short: an idle or slow connection is not kept.
+  server.requestTimeout = 10_000;
+  server.headersTimeout = 5_000;
+  server.listen(port, host);
+  try {
+    await once(server, 'listening');
+  } catch (error) {
+    throw new Error(`METRICS_PORT: cannot listen on ${host}:${port} (${(error as NodeJS.ErrnoException).code ?? error})`, { cause: error });
+  }
+  return Object.assign(server, { port: (server.address() as AddressInfo).port });
+}

@@ -1,0 +1,31 @@
+import { randomBytes } from 'node:crypto';
+import { describe, expect, it } from 'vitest';
+import { loadConfig } from '../../../app/src/config/index.js';
+import { ConfigError } from '../../../app/src/lib/errors.js';
+
+const minimal = { REDIS_URL: 'redis://localhost:6379/0', KEYRING_MASTER_KEY: randomBytes(32).toString('base64') };
+
+function problemsOf(env: Record<string, string>): string[] {
+  try {
+    loadConfig(env);
+  } catch (error) {
+    expect(error).toBeInstanceOf(ConfigError);
+    return (error as ConfigError).problems;
+  }
+  throw new Error('expected a ConfigError');
+}
+
+describe('METRICS_PORT', () => {
+  it('defaults to 9464 (the contract), takes another port, and 0 for none', () => {
+    expect(loadConfig(minimal).metricsPort).toBe(9464);
+    expect(loadConfig({ ...minimal, METRICS_PORT: '9100' }).metricsPort).toBe(9100);
+    expect(loadConfig({ ...minimal, METRICS_PORT: '0' }).metricsPort).toBe(0);
+  });
+
+  it('refuses a bad value or the app port, naming the variable', () => {
+    for (const value of ['abc', '-1', '70000', '80.5']) expect(problemsOf({ ...minimal, METRICS_PORT: value })[0]).toMatch(/^METRICS_PORT: /);
+    expect(problemsOf({ ...minimal, PORT: '3000', METRICS_PORT: '3000' })).toEqual([
+      'METRICS_PORT: must differ from PORT (the balancer forwards PORT; /metrics stays off it)',
+    ]);
+  });
+});
