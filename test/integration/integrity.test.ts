@@ -197,4 +197,11 @@ describe('a Redis writer without the master key', () => {
     expect((await hostCli(['status'], cliEnv)).exitCode).toBe(0);
     await expectNothingAccepted(node2());
   });
+
+  it('the primary skips what is not a command on the operators\' list, and keeps serving commands', async () => {
+    await admin.rpush('keyfleet:commands', 'not json', '{"action":"rotate"}', JSON.stringify({ action: 'revoke', id: 'x', kid: 42, actor: 'evil' }));
+    const rotated = await cluster.cli(['rotate', '--purpose', 'encrypt'], 'node-1');
+    expect(rotated.exitCode, rotated.output).toBe(0);
+    expect(await admin.llen('keyfleet:commands')).toBe(0);
+  });
 });

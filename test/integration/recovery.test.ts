@@ -78,6 +78,38 @@ describe('recovering the key ring', () => {
     await acceptedEverywhere(cluster, before);
   });
 
+  it('backup, revoke, restore: the revoked key stays revoked on every node, and no key is lost', async () => {
+    const who = await login(cluster.url);
+    const kid = JSON.parse(Buffer.from(who.token.split('.')[0]!, 'base64url').toString()).kid as string;
+    const file = join(dir, 'before-revoke.json');
+    expect((await hostCli(['backup', '--out', file], env)).exitCode).toBe(0);
+
+    const rotated = await hostCli(['rotate', '--purpose', 'sign'], env);
+    expect(rotated.exitCode, rotated.stdout + rotated.stderr).toBe(0);
+    const revoked = await hostCli(['revoke', kid], env);
+    expect(revoked.exitCode, revoked.stdout + revoked.stderr).toBe(0);
+    const newKid = (JSON.parse((await hostCli(['--json', 'status'], env)).stdout).keys as { kid: string; purpose: string; state: string }[]).find(
+      (key) => key.purpose === 'sign' && key.state === 'active',
+    )!.kid;
+
+    const restored = await hostCli(['--json', 'restore', file], env);
+    expect(restored.exitCode, restored.stderr).toBe(0);
+    expect(JSON.parse(restored.stdout)).toMatchObject({ revoked: [kid], kept: expect.arrayContaining([newKid]) });
+
+    const status = JSON.parse((await hostCli(['--json', 'status'], env)).stdout) as { version: number; keys: { kid: string; state: string }[]; nodes: { ringVersion: number }[] };
+    expect(status.keys.find((key) => key.kid === kid)!.state).toBe('revoked');
+    expect(status.keys.find((key) => key.kid === newKid)!.state).toBe('active');
+    await waitUntil(async () => {
+      const nodes = JSON.parse((await hostCli(['--json', 'status'], env)).stdout).nodes as { ringVersion: number }[];
+      return nodes.every((node) => node.ringVersion === status.version);
+    }, { what: 'every node to load the restored ring' });
+    for (let i = 0; i < 3 * cluster.nodes.size; i++) {
+      const reply = await request(`${cluster.url}/me`, { headers: credentialHeaders('token', who) });
+      expect(reply.status, `revoked-key token on ${reply.node}`).toBe(401);
+    }
+    await acceptedEverywhere(cluster, await login(cluster.url));
+  });
+
   it('rewraps the ring under a new master key; nodes restarted with it serve old tokens', async () => {
     const before = await login(cluster.url);
     const oldKey = cluster.masterKey;

@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
+import { z } from 'zod';
 import { redisKeys } from '../lib/redisKeys.js';
 
 // Operators ask the primary to act (only it generates keys): the CLI pushes a command on a
@@ -17,6 +18,44 @@ export type Reply =
   | { type: 'error'; code: string; message: string };
 
 const REPLY_TTL_S = 600;
+
+// What the primary pops and the CLI reads come from Redis, which others can write to: parsed
+// and checked, never cast. A malformed entry is skipped (and logged by the caller).
+const CommandSchema = z.discriminatedUnion('action', [
+  z.object({
+    action: z.literal('rotate'),
+    id: z.string().max(64),
+    purposes: z.array(z.string().max(16)).max(8),
+    actor: z.string().max(256),
+    confirmTimeoutMs: z.number().int().positive().max(3_600_000).optional(),
+  }),
+  z.object({ action: z.literal('revoke'), id: z.string().max(64), kid: z.string().max(128), actor: z.string().max(256) }),
+]);
+
+const ReplySchema = z.discriminatedUnion('type', [
+  z.object({ type: z.literal('progress'), data: z.unknown() }),
+  z.object({ type: z.literal('result'), data: z.unknown() }),
+  z.object({ type: z.literal('error'), code: z.string(), message: z.string() }),
+]);
+
+/** A command popped from the list, or undefined when it is not one (not JSON, or not the shape). */
+export function parseCommand(raw: string): Command | undefined {
+  try {
+    const parsed = CommandSchema.safeParse(JSON.parse(raw));
+    return parsed.success ? (parsed.data as Command) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function parseReply(raw: string | undefined): Reply | undefined {
+  try {
+    const parsed = ReplySchema.safeParse(JSON.parse(raw ?? ''));
+    return parsed.success ? (parsed.data as Reply) : undefined;
+  } catch {
+    return undefined;
+  }
+}
 
 export async function sendCommand(redis: Redis, command: CommandRequest): Promise<string> {
   const id = randomUUID();
@@ -40,7 +79,8 @@ export async function* readReplies(redis: Redis, id: string, timeoutMs: number):
     for (const [, entries] of batch) {
       for (const [entryId, fields] of entries) {
         last = entryId;
-        const message = JSON.parse(fields[1] ?? '{}') as Reply;
+        const message = parseReply(fields[1]);
+        if (!message) continue; // not a reply of ours: skipped
         yield message;
         if (message.type !== 'progress') return;
       }

@@ -21,7 +21,7 @@ import type { Clock } from '../lib/clock.js';
 import { KeyfleetError } from '../lib/errors.js';
 import type { Logger } from '../lib/log.js';
 import { redisKeys } from '../lib/redisKeys.js';
-import { reply, type Command } from './commands.js';
+import { parseCommand, reply, type Command } from './commands.js';
 import type { Lease } from './lease.js';
 import type { MetricsObserver } from '../metrics/nodeMetrics.js';
 
@@ -195,7 +195,12 @@ export class PrimaryDuty {
       while (!this.stopped && lease.held) {
         const popped = await commandRedis.blpop(redisKeys.commands, 1).catch(() => null);
         if (!popped) continue;
-        const command = JSON.parse(popped[1]) as Command;
+        const command = parseCommand(popped[1]);
+        if (!command) {
+          // Anyone who can write to Redis can push here: a malformed entry is logged and skipped.
+          log.warn({ bytes: popped[1].length }, 'skipped a malformed operator command');
+          continue;
+        }
         await this.execute(command).catch((error: unknown) => log.error({ err: error, command }, 'command failed'));
       }
       this.listening = false;
