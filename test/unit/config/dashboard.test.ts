@@ -1,21 +1,12 @@
-import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { loadConfig } from '../../../app/src/config/index.js';
-import { ConfigError } from '../../../app/src/lib/errors.js';
+import { configProblems, DEMO_USER, minimalEnv } from '../support/config.js';
 
-const minimal = () => ({ REDIS_URL: 'redis://localhost:6379/0', KEYRING_MASTER_KEY: randomBytes(32).toString('base64') });
+const minimal = minimalEnv;
 const TOKEN = 'a'.repeat(32);
-const DEMO = 'demo=scrypt.32768.8.1.-EwYznCYdhMgxYnKdWk4TQ.W_1e2_xu7FQ2CGPBfzMw-CKMmpQJMlKXDxslLq8hvZE';
+const DEMO = DEMO_USER;
 
-function problems(env: Record<string, string>): string[] {
-  try {
-    loadConfig(env);
-  } catch (error) {
-    expect(error).toBeInstanceOf(ConfigError);
-    return (error as ConfigError).problems;
-  }
-  throw new Error('expected a ConfigError');
-}
+const problems = configProblems;
 
 describe('loadConfig: DASHBOARD and DASHBOARD_TOKEN', () => {
   it('is off unless asked for', () => {

@@ -1,23 +1,14 @@
-import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { loadConfig } from '../../../app/src/config/index.js';
-import { ConfigError } from '../../../app/src/lib/errors.js';
+import { configProblems, DEMO_USER, minimalEnv } from '../support/config.js';
 
 // The variables issue 11 added: who sees the dashboard, which origins may post, cookie
 // names, the login slow-down. Bad values exit at start-up naming the variable.
 
-const DEMO = 'demo=scrypt.32768.8.1.-EwYznCYdhMgxYnKdWk4TQ.W_1e2_xu7FQ2CGPBfzMw-CKMmpQJMlKXDxslLq8hvZE';
-const minimal = () => ({ REDIS_URL: 'redis://localhost:6379/0', KEYRING_MASTER_KEY: randomBytes(32).toString('base64'), USERS: DEMO });
+const DEMO = DEMO_USER;
+const minimal = () => ({ ...minimalEnv(), USERS: DEMO });
 
-function problems(env: Record<string, string>): string[] {
-  try {
-    loadConfig(env);
-  } catch (error) {
-    expect(error).toBeInstanceOf(ConfigError);
-    return (error as ConfigError).problems;
-  }
-  throw new Error('expected a ConfigError');
-}
+const problems = configProblems;
 
 describe('DASHBOARD_USERS', () => {
   it('is required with DASHBOARD=login, and names only accounts of USERS', () => {

@@ -1,19 +1,10 @@
-import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { loadConfig } from '../../../app/src/config/index.js';
-import { ConfigError } from '../../../app/src/lib/errors.js';
+import { configProblems, minimalEnv } from '../support/config.js';
 
-const minimal = { REDIS_URL: 'redis://localhost:6379/0', KEYRING_MASTER_KEY: randomBytes(32).toString('base64') };
+const minimal = minimalEnv();
 
-function problemsOf(env: Record<string, string>): string[] {
-  try {
-    loadConfig(env);
-  } catch (error) {
-    expect(error).toBeInstanceOf(ConfigError);
-    return (error as ConfigError).problems;
-  }
-  throw new Error('expected a ConfigError');
-}
+const problemsOf = configProblems;
 
 describe('METRICS_PORT', () => {
   it('defaults to 9464 (the contract), takes another port, and 0 for none', () => {
