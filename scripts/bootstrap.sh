@@ -203,10 +203,10 @@ secure_secret_files() {
 # --- App and images ------------------------------------------------------------------------
 build_app() {
   if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
-    # `npm install` rather than `npm ci`: npm 11 on this machine writes lock files without
-    # other platforms' optional packages (rollup's) and then refuses them in `npm ci`.
-    say "npm install (from package-lock.json)"
-    npm install --no-audit --no-fund --loglevel=error
+    # npm ci: exactly what package-lock.json says (it lists every platform's optional
+    # packages), and the work tree stays clean.
+    say "npm ci (from package-lock.json)"
+    npm ci --no-audit --no-fund --loglevel=error
   fi
   npm run --silent build
   # The image gets compiled JS and production dependencies only: npm cannot reach its
@@ -215,7 +215,7 @@ build_app() {
   mkdir -p "$stage"
   cp package.json package-lock.json "$stage/"
   if [ ! -d "$stage/node_modules" ] || [ package-lock.json -nt "$stage/node_modules/.package-lock.json" ]; then
-    (cd "$stage" && npm install --omit=dev --ignore-scripts --no-audit --no-fund --loglevel=error)
+    (cd "$stage" && npm ci --omit=dev --ignore-scripts --no-audit --no-fund --loglevel=error)
   fi
   rm -rf "$stage/dist"
   cp -r dist "$stage/dist"
