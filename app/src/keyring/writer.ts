@@ -1,7 +1,6 @@
 import type { Clock } from '../lib/clock.js';
 import { KeyfleetError } from '../lib/errors.js';
 import type { Logger } from '../lib/log.js';
-import type { Lease } from '../cluster/lease.js';
 import type { RingHolder } from './holder.js';
 import { emptyRing, type Lifetimes } from './lifecycle.js';
 import { RingSnapshot } from './snapshot.js';
@@ -10,10 +9,18 @@ import type { AuditEntry, RingStore } from './store.js';
 import type { RingDocument } from './types.js';
 import { masterKeyId } from './wrap.js';
 
+/** What the writer needs of the primary lease: its token while held, and a way to let go. */
+export interface Fence {
+  /** The lease token while this node believes it holds the lease; undefined otherwise. */
+  readonly fence: string | undefined;
+  /** Forget the lease at once (a commit was fenced: another node holds it). */
+  drop(): void;
+}
+
 export interface RingWriterOptions {
   store: RingStore;
   holder: RingHolder;
-  lease: Lease;
+  lease: Fence;
   masterKey: Buffer;
   clock: Clock;
   log: Logger;
