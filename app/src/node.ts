@@ -1,6 +1,7 @@
 import type { Server } from 'node:http';
 import type { Redis } from 'ioredis';
 import type { Config } from './config/index.js';
+import { configureIssuer } from './auth/claims.js';
 import { sessionMiddleware } from './auth/session.js';
 import { LoginThrottle } from './auth/throttle.js';
 import { publishBeat, removeBeat } from './cluster/heartbeat.js';
@@ -42,6 +43,7 @@ export class KeyfleetNode {
     private readonly clock: Clock = systemClock,
   ) {
     this.startedAt = clock.now();
+    configureIssuer(config.publicIssuer);
     this.redis = connectRedis(config.redis, 'main');
     this.subscriber = connectRedis(config.redis, 'sub', { maxRetriesPerRequest: null, commandTimeout: undefined });
     this.commandRedis = connectRedis(config.redis, 'commands', { commandTimeout: undefined, lazyConnect: true });
@@ -88,6 +90,7 @@ export class KeyfleetNode {
       rotationIntervalMs: config.keyRotationIntervalMs,
       confirmTimeoutMs: config.rotationConfirmTimeoutMs,
       minReplicas: config.redisMinReplicas,
+      prepublishMs: config.jwksPrepublishMs,
     });
     this.app = createApp({
       nodeId: config.nodeId,
@@ -102,6 +105,9 @@ export class KeyfleetNode {
       log: log.child({ component: 'http' }),
       isDraining: () => this.draining,
       throttle: new LoginThrottle(this.redis, config.loginThrottle),
+      audiences: config.audiences,
+      jwksPrepublishMs: config.jwksPrepublishMs,
+      ...(config.publicIssuer ? { publicIssuer: config.publicIssuer } : {}),
       dashboard: {
         mode: config.dashboard,
         token: config.dashboardToken,
