@@ -79,7 +79,8 @@ describe('compose.yaml', () => {
     expect(status.nodes).toHaveLength(5);
     expect(status.primary).toEqual(expect.any(String));
     const backup = await compose('exec', '-T', 'app', 'keyfleet', 'backup');
-    expect(JSON.parse(backup.stdout).keys).toHaveLength(3);
+    // One active key per purpose, and the next signing key, published ahead of its use.
+    expect(JSON.parse(backup.stdout).keys).toHaveLength(4);
   });
 
   it('scales back down under traffic without failing a request', async () => {

@@ -61,6 +61,18 @@ const LoginBody = z.object({
  */
 export const jwksMaxAgeSeconds = (prepublishMs: number) => Math.floor(Math.min(prepublishMs / 2, 300_000) / 1000);
 
+/**
+ * RFC 9110 §13.1.2: If-None-Match, weak comparison, `*` matches. Evaluated even with
+ * `Cache-Control: no-cache` (which fetch() adds to every conditional request): answering the
+ * validation is the origin's part of it. Express's req.fresh treats that as a reload.
+ */
+function ifNoneMatch(header: string | undefined, etag: string): boolean {
+  if (header === undefined) return false;
+  if (header.trim() === '*') return true;
+  const opaque = (tag: string) => tag.trim().replace(/^W\//, '');
+  return header.split(',').some((tag) => opaque(tag) === opaque(etag));
+}
+
 /** The JWKS of one ring version, serialized once, with its strong ETag (the same on every node). */
 const jwksBodies = new WeakMap<RingSnapshot, { json: string; etag: string }>();
 function jwksBody(ring: RingSnapshot) {
@@ -119,7 +131,7 @@ export function createApp(deps: AppDeps) {
     const { json, etag } = jwksBody(ring);
     res.setHeader('Cache-Control', jwksCacheControl);
     res.setHeader('ETag', etag);
-    if (req.fresh) {
+    if (ifNoneMatch(req.headers['if-none-match'], etag)) {
       res.status(304).end();
       return;
     }
