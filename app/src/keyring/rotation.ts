@@ -147,7 +147,13 @@ export async function rotate(purpose: Purpose, deps: RotationDeps): Promise<Rota
  */
 export async function stageNextKey(purpose: Purpose, writer: RingWriter, masterKey: Buffer, actor?: string): Promise<{ kid: string; version: number }> {
   let kid = '';
-  const audit: { action: string; purpose: Purpose; actor?: string; kid?: string; detail: string } = { action: 'stage', purpose, actor, detail: 'next key, published in the JWKS' };
+  // Without an actor the writer records this node (an explicit undefined would erase it).
+  const audit: { action: string; purpose: Purpose; actor?: string; kid?: string; detail: string } = {
+    action: 'stage',
+    purpose,
+    ...(actor ? { actor } : {}),
+    detail: 'next key, published in the JWKS',
+  };
   const snapshot = await writer.update(audit, async (doc, now) => {
     const existing = stagedKey(doc, purpose);
     if (existing) {

@@ -2,7 +2,7 @@ import type { Redis } from 'ioredis';
 import { describe, expect, it } from 'vitest';
 import { generateKey } from '../../../app/src/keyring/generate.js';
 import { activeKey, findKey, stage, stagedKey } from '../../../app/src/keyring/lifecycle.js';
-import { rotate, type RotationProgress } from '../../../app/src/keyring/rotation.js';
+import { rotate, stageNextKey, type RotationProgress } from '../../../app/src/keyring/rotation.js';
 import type { RingDocument } from '../../../app/src/keyring/types.js';
 import type { RingWriter } from '../../../app/src/keyring/writer.js';
 import { buildRing, FakeClock, LIFETIMES, newMasterKey, T0 } from '../support/ring.js';
@@ -16,7 +16,7 @@ const PREPUBLISH = 30 * 60_000;
 /** Applies changes to one document like RingWriter (version + 1 per change), and records them. */
 class FakeWriter {
   readonly lifetimes = LIFETIMES;
-  readonly changes: { action: string; kid?: string; detail?: string }[] = [];
+  readonly changes: { action: string; kid?: string; detail?: string; hasActor: boolean }[] = [];
   readonly options = { store: { waitForReplicas: async () => 0, audit: async () => undefined }, nodeId: 'node-1' };
   constructor(
     public doc: RingDocument,
@@ -27,7 +27,7 @@ class FakeWriter {
     const changed = await change(this.doc, this.clock.now());
     if (changed !== null) {
       this.doc = { ...changed, version: this.doc.version + 1 };
-      this.changes.push({ action: audit.action, kid: audit.kid, detail: audit.detail });
+      this.changes.push({ action: audit.action, kid: audit.kid, detail: audit.detail, hasActor: 'actor' in audit });
     }
     return { version: this.doc.version, document: this.doc };
   }
@@ -55,7 +55,7 @@ async function setup({ withNext = true } = {}) {
       onProgress: (p) => progress.push(p),
       ...extra,
     });
-  return { writer, clock, progress, run, next: stagedKey(doc, 'sign'), active: activeKey(doc, 'sign')! };
+  return { writer, clock, progress, run, masterKey, next: stagedKey(doc, 'sign'), active: activeKey(doc, 'sign')! };
 }
 
 describe('rotate(sign): routine', () => {
@@ -116,6 +116,17 @@ describe('rotate(sign): emergency (--now)', () => {
     expect(stagedKey(writer.doc, 'sign')?.kid).toBe(outcome.next);
     expect(writer.changes.map((c) => c.action)).toEqual(['stage', 'activate', 'stage']);
     expect(writer.changes[0]!.detail).toContain(`revoked next key ${next!.kid}`);
+  });
+});
+
+describe('stageNextKey', () => {
+  it('stages a next key once, and leaves the actor to the writer when none is given', async () => {
+    const { writer, masterKey } = await setup({ withNext: false });
+    const first = await stageNextKey('sign', writer as unknown as RingWriter, masterKey);
+    const again = await stageNextKey('sign', writer as unknown as RingWriter, masterKey);
+    expect(again).toEqual(first);
+    expect(stagedKey(writer.doc, 'sign')?.kid).toBe(first.kid);
+    expect(writer.changes).toEqual([{ action: 'stage', kid: first.kid, detail: 'next key, published in the JWKS', hasActor: false }]);
   });
 });
 
