@@ -172,6 +172,8 @@ describe('resource servers verify keyfleet tokens by the JWKS alone', () => {
     expect(next?.kid).toMatch(/^sign-/);
     expect(next!.publishedAt).toBe(ring.keys.find((k) => k.kid === next!.kid)!.createdAt);
     for (const kids of (await jwksKidsEverywhere(cluster)).values()) expect(kids).toEqual(expect.arrayContaining([active.kid, next!.kid]));
+    const human = await cluster.cli(['status']);
+    expect(human.stdout).toMatch(new RegExp(`NEXT KEYS \\(published in the JWKS ahead of use; JWKS_PREPUBLISH=${PREPUBLISH_MS}ms in this environment\\)\\n  sign     ${next!.kid} +published \\S+ \\(\\S+ ago\\); a routine rotation (promotes it now|may promote it from)`));
 
     const first = await get(`${cluster.url}/.well-known/jwks.json`);
     expect(first.headers.get('cache-control')).toBe(`public, max-age=${Math.floor(PREPUBLISH_MS / 2 / 1000)}`);
@@ -240,7 +242,8 @@ describe('resource servers verify keyfleet tokens by the JWKS alone', () => {
   });
 
   it('an emergency rotation (--now) warns, and the jose verifiers refuse new tokens until their cache refreshes', async () => {
-    const traffic = startVerifierTraffic(cluster);
+    // A fresh token every round: new tokens meet the verifiers' caches right after activation.
+    const traffic = startVerifierTraffic(cluster, { loginEvery: 1 });
     await waitUntil(() => traffic.report.sent >= 30, { what: '30 verifications before rotating' });
     const rotated = await cluster.cli(['rotate', '--purpose', 'sign', '--now']);
     const rotatedAt = Date.now();

@@ -199,7 +199,7 @@ function renderPurposes(data) {
     const next = p.purpose === 'sign' ? p.keys.find((k) => k.state === 'staged') : undefined;
     const rows = p.keys.map((k) => el('tr', { 'data-kid': k.kid, 'data-state': k.state }, [
       cell(el('code', { text: k.kid })),
-      cell(badge(k.state, next && k.kid === next.kid ? 'next · in JWKS' : k.state)),
+      cell(badge(k.state, next && k.kid === next.kid ? 'next' : k.state)),
       cell(time(k.createdAt)),
       cell(time(k.activatedAt)),
       cell(time(k.retiredAt)),
