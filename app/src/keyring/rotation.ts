@@ -78,6 +78,7 @@ export async function rotate(purpose: Purpose, deps: RotationDeps): Promise<Rota
   const audit: { action: string; purpose: Purpose; actor?: string; kid?: string; detail?: string } = { action: 'stage', purpose, actor };
   const staged = await writer.update(audit, async (doc, now) => {
     const existing = stagedKey(doc, purpose);
+    revokedNext = undefined; // the writer may run this again on a newer ring
     if (existing && !emergency) {
       kid = existing.kid;
       createdAt = existing.createdAt;
