@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Prepares a machine to run keyfleet: Docker Engine, Compose v2, base images, the master key,
-# npm dependencies, the compiled app and the three images. Idempotent: every step checks
-# before it acts, so a second run only verifies. `npm run demo` and `npm test` call it.
+# npm dependencies, the compiled app, the three images and those of the two example resource
+# servers. Idempotent: every step checks before it acts, so a second run only verifies.
+# `npm run demo` and `npm test` call it.
 #
 #   scripts/bootstrap.sh            everything
 #   scripts/bootstrap.sh --no-build  environment only (Docker, Compose, base image, secrets)
@@ -219,6 +220,13 @@ build_app() {
   fi
   rm -rf "$stage/dist"
   cp -r dist "$stage/dist"
+  # The example resource server (examples/resource-server) has dependencies of its own.
+  local rs=build/resource-server
+  mkdir -p "$rs"
+  cp examples/resource-server/{package.json,package-lock.json,server.mjs,Dockerfile} "$rs/"
+  if [ ! -d "$rs/node_modules" ] || [ "$rs/package-lock.json" -nt "$rs/node_modules/.package-lock.json" ]; then
+    (cd "$rs" && npm install --omit=dev --ignore-scripts --no-audit --no-fund --loglevel=error)
+  fi
 }
 
 # KEYFLEET_TAG (default dev) names the images, so several checkouts can share one daemon.
@@ -229,6 +237,8 @@ build_images() {
   docker build -q --build-arg "BASE_IMAGE=$BASE_IMAGE" -t "keyfleet/haproxy:$tag" haproxy >/dev/null
   docker build -q --build-arg "BASE_IMAGE=$BASE_IMAGE" -t "keyfleet/app:$tag" -f app/Dockerfile . >/dev/null
   docker build -q --build-arg "BASE_IMAGE=$BASE_IMAGE" -t "keyfleet/prometheus:$tag" prometheus >/dev/null
+  docker build -q --build-arg "BASE_IMAGE=$BASE_IMAGE" -t "keyfleet/resource-server:$tag" build/resource-server >/dev/null
+  docker build -q --build-arg "BASE_IMAGE=$BASE_IMAGE" -t "keyfleet/resource-server-python:$tag" examples/resource-server-python >/dev/null
 }
 
 ensure_docker

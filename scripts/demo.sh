@@ -8,6 +8,9 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 scale=3
 export KEYRING_MODE=shared
+# The next signing key is published 1 minute before it may sign (30 min outside the demo),
+# so the tour's rotation can promote it a minute after start-up.
+export JWKS_PREPUBLISH=${JWKS_PREPUBLISH:-1m}
 while [ $# -gt 0 ]; do
   case "$1" in
     --scale) scale=$2; shift 2 ;;
@@ -55,14 +58,18 @@ keyfleet is up: $scale nodes behind HAProxy.
   dashboard       $base/dashboard   nodes, keys per purpose, audit; live (same login)
   HAProxy stats   http://127.0.0.1:8404/
   health, JWKS    $base/healthz   $base/.well-known/jwks.json
+  resource APIs   $base/api/whoami (Node, jose)   $base/py/whoami (Python): tokens for "notes"
 
 A short tour:
   1. Open the page, log in, and reload a few times: the node changes with every
      reload, you stay logged in, and the visit counter rises on whichever node serves you.
   2. Keep the dashboard open next to it, then rotate the keys:
        docker compose exec app keyfleet rotate
-     A new key is staged, becomes active within milliseconds once every node holds it,
-     and the old one is retired; the audit list shows each step. Reload: still logged in.
+     encrypt and cookie: a new key is staged, becomes active within milliseconds once every
+     node holds it, and the old one is retired. sign: the next key, published in the JWKS
+     for JWKS_PREPUBLISH (1 min here), becomes active and a new next key is published; within
+     that minute, rotate says when it may (add --wait). The audit list shows each step.
+     Reload: still logged in.
   3. Add nodes, and watch them join the dashboard (and the stats page):
        docker compose up -d --scale app=5
   More: docker compose exec app keyfleet status    the same view in a terminal

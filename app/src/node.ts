@@ -1,6 +1,7 @@
 import type { Server } from 'node:http';
 import type { Redis } from 'ioredis';
 import type { Config } from './config/index.js';
+import { configureIssuer } from './auth/claims.js';
 import { sessionMiddleware } from './auth/session.js';
 import { LoginThrottle } from './auth/throttle.js';
 import { authenticBeats, publishBeat, removeBeat } from './cluster/heartbeat.js';
@@ -44,6 +45,7 @@ export class KeyfleetNode {
     private readonly clock: Clock = systemClock,
   ) {
     this.startedAt = clock.now();
+    configureIssuer(config.publicIssuer);
     this.redis = connectRedis(config.redis, 'main');
     this.subscriber = connectRedis(config.redis, 'sub', { maxRetriesPerRequest: null, commandTimeout: undefined });
     this.commandRedis = connectRedis(config.redis, 'commands', { commandTimeout: undefined, lazyConnect: true });
@@ -101,6 +103,7 @@ export class KeyfleetNode {
       confirmTimeoutMs: config.rotationConfirmTimeoutMs,
       minReplicas: config.redisMinReplicas,
       metrics: this.metrics,
+      prepublishMs: config.jwksPrepublishMs,
     });
     this.app = createApp({
       nodeId: config.nodeId,
@@ -117,6 +120,9 @@ export class KeyfleetNode {
       throttle: new LoginThrottle(this.redis, config.loginThrottle, log.child({ component: 'throttle' })),
       publicOrigins: config.publicOrigins,
       cookieHostPrefix: config.cookieHostPrefix,
+      audiences: config.audiences,
+      jwksPrepublishMs: config.jwksPrepublishMs,
+      ...(config.publicIssuer ? { publicIssuer: config.publicIssuer } : {}),
       dashboard: {
         mode: config.dashboard,
         token: config.dashboardToken,

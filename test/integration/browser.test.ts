@@ -108,6 +108,10 @@ describe('the page and the dashboard in a browser', () => {
     await page.locator(`[data-purpose="sign"] tr[data-kid="${before}"][data-state="retired"]`).waitFor();
     await page.locator(`[data-purpose="sign"] tr[data-kid="${kid}"][data-state="active"]`).waitFor();
     await page.waitForFunction((k) => [...document.querySelectorAll('#audit tr[data-action="activate"]')].some((tr) => tr.textContent?.includes(k)), kid!);
+    // The next signing key, published in the JWKS ahead of its use, with its publication time.
+    const next = /sign: next key (\S+) staged and published/.exec(rotation.output)?.[1];
+    await page.waitForFunction((k) => document.getElementById('next-sign')?.textContent === k, next, { timeout: 15_000 });
+    expect(await text(page, '#next-published-sign')).toMatch(/^published .+ ago\)$/);
     expect(await page.evaluate(() => (window as unknown as { keyfleetNoReload?: boolean }).keyfleetNoReload)).toBe(true);
     expect(before).not.toBe(kid);
     await shot(page, 'dashboard-rotated');

@@ -58,6 +58,26 @@ describe('compose.yaml', () => {
     expect(stats.body).toMatch(/^app,app1,/m);
   });
 
+  it('runs the two example resource servers behind the balancer, verifying the same token as the Python one', async () => {
+    const reply = await request(`${url}/login`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ username: 'demo', password: 'demo-password', audience: 'notes' }),
+    });
+    expect(reply.status).toBe(200);
+    const headers = { authorization: `Bearer ${reply.body.token}` };
+    const servers = new Set<string>();
+    await waitUntil(async () => {
+      const api = await request(`${url}/api/whoami`, { headers, signal: AbortSignal.timeout(5_000) });
+      if (api.status === 200 && api.body.user === 'demo') servers.add(api.body.server);
+      return servers.size === 2;
+    }, { timeoutMs: 60_000, what: `both resource servers to accept the token (saw ${servers.size})` });
+    await waitUntil(async () => (await request(`${url}/py/whoami`, { headers, signal: AbortSignal.timeout(5_000) })).body?.verifier === 'python3-jwt', {
+      timeoutMs: 60_000,
+      what: 'the Python verifier to accept the token',
+    });
+  });
+
   it('picks up `--scale app=5` without touching the balancer config', async () => {
     const before = await login(url);
     await compose('up', '-d', '--scale', 'app=5', '--no-recreate');
@@ -79,7 +99,8 @@ describe('compose.yaml', () => {
     expect(status.nodes).toHaveLength(5);
     expect(status.primary).toEqual(expect.any(String));
     const backup = await compose('exec', '-T', 'app', 'keyfleet', 'backup');
-    expect(JSON.parse(backup.stdout).keys).toHaveLength(3);
+    // One active key per purpose, and the next signing key, published ahead of its use.
+    expect(JSON.parse(backup.stdout).keys).toHaveLength(4);
   });
 
   it('scales back down under traffic without failing a request', async () => {

@@ -58,10 +58,12 @@ describe('node start-up', () => {
     const secondary = started[0]!;
     await waitUntil(async () => (await request(`${url(secondary)}/healthz`)).status === 200, { what: 'the secondary to become ready' });
     const ring = JSON.parse((await admin.get('keyfleet:ring'))!);
+    // One active key per purpose, and the next signing key, published ahead of its use.
     expect(ring.keys.map((key: { purpose: string; state: string }) => `${key.purpose}:${key.state}`).sort()).toEqual([
       'cookie:active',
       'encrypt:active',
       'sign:active',
+      'sign:staged',
     ]);
     const audit = await admin.xrange('keyfleet:audit', '-', '+');
     expect(audit.map(([, fields]) => fields[fields.indexOf('actor') + 1])).toEqual(['auto-1']);

@@ -95,6 +95,9 @@ export async function startAppNode(network: StartedNetwork, options: AppNodeOpti
       USERS: DEMO_USERS,
       LOG_LEVEL: 'info',
       SHUTDOWN_DRAIN: '2s',
+      // A routine rotation promotes the next signing key at once (no pre-publication wait);
+      // test/integration/jwks.test.ts sets a real window.
+      JWKS_PREPUBLISH: '0s',
       ...options.env,
     })
     .withExposedPorts(3000)
@@ -372,4 +375,76 @@ export async function startPrometheus(network: StartedNetwork, files: Record<str
     .withWaitStrategy(Wait.forHttp('/-/ready', 9090).forStatusCode(200))
     .withStartupTimeout(startupTimeoutMs)
     .start();
+}
+
+/** The example resource servers' images (examples/), built by scripts/bootstrap.sh. */
+export const RESOURCE_IMAGES = {
+  node: `keyfleet/resource-server:${IMAGE_TAG}`,
+  python: `keyfleet/resource-server-python:${IMAGE_TAG}`,
+} as const;
+
+export interface ResourceServerOptions {
+  /** Node (jose) replicas under /api/; compose runs 2. */
+  replicas?: number;
+  /** Also the Python (python3-jwt) verifier under /py/. */
+  python?: boolean;
+  audience?: string;
+  /** Extra environment for the Node servers (JWKS_CACHE_MAX_AGE, JWKS_COOLDOWN) and the Python one (JWKS_LIFESPAN). */
+  env?: Record<string, string>;
+  pythonEnv?: Record<string, string>;
+}
+
+/** The resource servers of compose.yaml on the cluster's front network, reaching keyfleet through the balancer. */
+export class StartedResourceServers {
+  constructor(readonly containers: StartedTestContainer[]) {}
+
+  async stop(): Promise<void> {
+    await Promise.allSettled(this.containers.map((container) => container.stop({ timeout: 0 })));
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.stop();
+  }
+}
+
+export async function startResourceServers(
+  cluster: Cluster,
+  { replicas = 2, python = true, audience = 'notes', env = {}, pythonEnv = {} }: ResourceServerOptions = {},
+): Promise<StartedResourceServers> {
+  const start = (image: string, alias: string, id: string, extra: Record<string, string>, healthPath: string) =>
+    new GenericContainer(image)
+      .withNetwork(cluster.network)
+      .withNetworkAliases(alias, id)
+      .withName(`kf-${id}-${randomBytes(3).toString('hex')}`)
+      .withEnvironment({ AUDIENCE: audience, KEYFLEET_URL: 'http://lb:8080', SERVER_ID: id, ...extra })
+      .withExposedPorts(4000)
+      .withWaitStrategy(Wait.forHttp(healthPath, 4000).forStatusCode(200))
+      .withStartupTimeout(startupTimeoutMs)
+      .start();
+  const started = await Promise.allSettled([
+    ...Array.from({ length: replicas }, (_, i) => start(RESOURCE_IMAGES.node, 'resource', `resource-${i + 1}`, env, '/api/healthz')),
+    ...(python ? [start(RESOURCE_IMAGES.python, 'resource-python', 'resource-python-1', pythonEnv, '/py/healthz')] : []),
+  ]);
+  const servers = new StartedResourceServers(started.flatMap((result) => (result.status === 'fulfilled' ? [result.value] : [])));
+  const failed = started.find((result) => result.status === 'rejected');
+  if (failed) {
+    await servers.stop();
+    throw (failed as PromiseRejectedResult).reason;
+  }
+  await waitForBackend(cluster, 'resource', replicas);
+  if (python) await waitForBackend(cluster, 'resource-python', 1);
+  return servers;
+}
+
+/** Until the balancer counts `count` servers UP in `backend` (HAProxy's stats CSV). */
+export async function waitForBackend(cluster: Cluster, backend: string, count: number, timeoutMs = 30_000): Promise<void> {
+  let up = 0;
+  await waitUntil(async () => {
+    const csv = await fetch(`${cluster.statsUrl}/;csv`, { signal: AbortSignal.timeout(2_000) }).then((r) => r.text()).catch(() => '');
+    up = csv.split('\n').filter((line) => {
+      const cells = line.split(',');
+      return cells[0] === backend && cells[1] !== 'BACKEND' && cells[1] !== 'FRONTEND' && cells[17] === 'UP';
+    }).length;
+    return up === count;
+  }, { timeoutMs, what: `the balancer to count ${count} ${backend} servers UP (has ${up})` });
 }

@@ -11,10 +11,12 @@ export interface MintOptions {
   user: string;
   ttlMs: number;
   now: number;
+  /** The resource server the token is for (`aud`); default keyfleet's own. */
+  audience?: string;
 }
 
 /** A JWT access token signed with the ring's active `sign` key (ES256, kid in the header). */
-export async function mintAccessToken(ring: RingSnapshot, { user, ttlMs, now }: MintOptions) {
+export async function mintAccessToken(ring: RingSnapshot, { user, ttlMs, now, audience = AUDIENCE }: MintOptions) {
   const key = ring.active('sign');
   if (!key) throw unavailable('ERR_NO_ACTIVE_KEY', 'no active signing key');
   const iat = Math.floor(now / 1000);
@@ -23,7 +25,7 @@ export async function mintAccessToken(ring: RingSnapshot, { user, ttlMs, now }: 
     .setProtectedHeader({ alg: ALGORITHMS.sign, kid: key.meta.kid, typ: 'JWT' })
     .setSubject(user)
     .setIssuer(ISSUER)
-    .setAudience(AUDIENCE)
+    .setAudience(audience)
     .setIssuedAt(iat)
     .setExpirationTime(iat + expiresIn)
     .setJti(randomUUID())

@@ -14,6 +14,9 @@ import { RingSnapshot } from '../keyring/snapshot.js';
 import { readAudit, RingStore } from '../keyring/store.js';
 import type { Purpose, RingDocument } from '../keyring/types.js';
 import { masterKeyId, unwrapMaterial, wrapMaterial } from '../keyring/wrap.js';
+import { parseAudiences } from '../config/index.js';
+import { eligibleAt, isPrepublished } from '../keyring/lifecycle.js';
+import { isPurpose } from '../keyring/types.js';
 import { parseDuration } from '../lib/duration.js';
 import { KeyfleetError } from '../lib/errors.js';
 import { connectRedis, redisTargetFromEnv } from '../lib/redis.js';
@@ -81,9 +84,16 @@ async function readVerified(redis: Redis, masterKey: Buffer): Promise<OpenedRing
   return opened;
 }
 
+/** JWKS_PREPUBLISH as the nodes read it, from this environment (the CLI runs beside them). */
+function prepublishFromEnv(): { ms: number; text: string } {
+  const text = process.env.JWKS_PREPUBLISH?.trim() || '30m';
+  if (/^0+(\.0+)?\s*(ms|s|m|h|d)?$/i.test(text)) return { ms: 0, text };
+  return { ms: parseDuration(text) ?? fail('ERR_CONFIG', `JWKS_PREPUBLISH: "${text}" is not a duration`), text };
+}
+
 program
   .command('status')
-  .description('ring version, keys per purpose, live nodes and the lease holder (the ring is authenticated first)')
+  .description('ring version, keys per purpose, the next signing key, live nodes and the lease holder (the ring is authenticated first)')
   .action(() =>
     withRedis(async (redis) => {
       const masterKey = masterKeyFromEnv();
@@ -91,13 +101,22 @@ program
       const doc = opened?.doc;
       const now = Date.now();
       const keys = (doc?.keys ?? []).map(({ material: _material, ...meta }) => meta);
-      const data = { version: doc?.version ?? 0, ringId: doc?.ringId ?? null, format: opened?.legacy ? 1 : doc ? 2 : null, masterKeyId: doc?.masterKeyId ?? null, primary: holder ?? null, keys, nodes };
+      const prepublish = prepublishFromEnv();
+      // The next key of a pre-published purpose is its staged key, in the JWKS since its creation.
+      const next = keys
+        .filter((k) => k.state === 'staged' && isPurpose(k.purpose) && isPrepublished(k.purpose))
+        .map((k) => ({ purpose: k.purpose, kid: k.kid, publishedAt: k.createdAt, eligibleAt: eligibleAt(k, prepublish.ms) }));
+      const data = { version: doc?.version ?? 0, ringId: doc?.ringId ?? null, format: opened?.legacy ? 1 : doc ? 2 : null, masterKeyId: doc?.masterKeyId ?? null, primary: holder ?? null, keys, next, jwksPrepublishMs: prepublish.ms, nodes };
       const lines = [
         `ring version ${data.version}${doc ? ` (ring ${doc.ringId}, ${opened!.legacy ? 'format 1, UNAUTHENTICATED: the primary upgrades it' : 'authenticated'})` : ' (empty: no primary has created it yet)'}`,
         `primary      ${holder ?? '(none: no node holds the lease)'}`,
         '',
         'KEYS',
         ...keys.map((k) => `  ${k.purpose.padEnd(8)} ${k.state.padEnd(8)} ${k.kid.padEnd(40)} created ${iso(k.createdAt)} active ${iso(k.activatedAt)} retired ${iso(k.retiredAt ?? k.revokedAt)} delete after ${iso(k.deleteAfter)}`),
+        '',
+        `NEXT KEYS (published in the JWKS ahead of use; JWKS_PREPUBLISH=${prepublish.text} in this environment)`,
+        ...(next.length === 0 ? ['  (none yet: the primary stages one within a second)'] : []),
+        ...next.map((n) => `  ${n.purpose.padEnd(8)} ${n.kid.padEnd(40)} published ${iso(n.publishedAt)} (${ago(now - n.publishedAt)} ago); ${n.eligibleAt <= now ? 'a routine rotation promotes it now' : `a routine rotation may promote it from ${iso(n.eligibleAt)} (in ${ago(n.eligibleAt - now)})`}`),
         '',
         'NODES',
         ...nodes.map((n) => `  ${n.id.padEnd(24)} ${n.primary ? 'primary  ' : 'secondary'} role=${n.role.padEnd(9)} ring v${n.ringVersion}${n.ringVersion === data.version ? '' : ' (behind)'}  heartbeat ${ago(now - n.at)} ago${n.draining ? '  draining' : ''}${n.mac && !masterKeyMatches(n, masterKey) ? '  (heartbeat NOT authentic)' : ''}`),
@@ -107,6 +126,22 @@ program
   );
 
 const masterKeyMatches = (beat: object, masterKey: Buffer) => beatAuthentic(masterKey, beat);
+
+program
+  .command('audiences')
+  .description('the resource servers a client may ask a token for (AUDIENCES), and the issuer (PUBLIC_ISSUER), as this environment sets them')
+  .action(() => {
+    const { audiences, bad } = parseAudiences(process.env.AUDIENCES ?? '');
+    if (bad.length > 0) fail('ERR_CONFIG', `AUDIENCES: ${bad.map((name) => JSON.stringify(name)).join(', ')} are not valid names`);
+    const issuer = process.env.PUBLIC_ISSUER?.trim().replace(/\/+$/, '') || 'keyfleet';
+    const lines = [
+      `issuer   ${issuer}`,
+      'AUDIENCES (POST /login {"username","password","audience"})',
+      '  keyfleet (its own routes; the default)',
+      ...audiences.map((name) => `  ${name}`),
+    ];
+    print(lines.join('\n'), { issuer, audiences: ['keyfleet', ...audiences] });
+  });
 
 /** Sends a command to the primary and follows it to its end; returns the result data. */
 async function command(redis: Redis, body: Parameters<typeof sendCommand>[1], timeoutMs: number, onProgress: (data: any) => void) {
@@ -122,29 +157,75 @@ async function command(redis: Redis, body: Parameters<typeof sendCommand>[1], ti
   return last.type === 'result' ? last.data : undefined;
 }
 
+interface Outcome {
+  ok: boolean;
+  purpose: string;
+  kid: string;
+  pending: string[];
+  nodes: number;
+  confirmedMs: number;
+  totalMs: number;
+  publishedAt?: number;
+  notBefore?: number;
+  emergency?: boolean;
+  revokedNext?: string;
+  next?: string;
+}
+
+const EMERGENCY_WARNING =
+  'was not published ahead of use: services verifying tokens with a cached JWKS may refuse the new tokens until their cache refreshes (jose: 30 s after the first unknown kid; others up to their cache age)';
+
+function describeOutcome(o: Outcome): string {
+  if (o.notBefore !== undefined) {
+    const wait = Math.max(0, o.notBefore - Date.now());
+    return `${o.purpose}: NOT ROTATED: the next key ${o.kid} has been published since ${iso(o.publishedAt)} and may sign from ${iso(o.notBefore)} (in ${ago(wait)}), when every verifier caching the JWKS has had time to fetch it. Run again then, add --wait, or use --now in an emergency`;
+  }
+  if (!o.ok) return `${o.purpose}: BLOCKED, ${o.kid} stays staged; never confirmed: ${o.pending.join(', ')}`;
+  const head = `${o.purpose}: rotated to ${o.kid} in ${o.totalMs} ms (${o.nodes} nodes confirmed in ${o.confirmedMs} ms)`;
+  if (o.emergency) return `${head}\n${o.purpose}: WARNING: ${o.kid} ${EMERGENCY_WARNING}${o.revokedNext ? `; the previous next key ${o.revokedNext} was revoked` : ''}${o.next ? `; next key ${o.next} published` : ''}`;
+  if (o.publishedAt !== undefined) return `${head}; it was published ${ago(Date.now() - o.publishedAt)} before signing${o.next ? `; next key ${o.next} published` : ''}`;
+  return head;
+}
+
 program
   .command('rotate')
-  .description('stage a new key, wait until every live node has it, then activate it')
+  .description('rotate keys: sign promotes the next key, published in the JWKS for JWKS_PREPUBLISH; others stage, wait until every live node has the key, then activate')
   .addOption(new Option('--purpose <purpose>', 'which keys').choices(['sign', 'encrypt', 'cookie', 'all']).default('all'))
   .option('--timeout <duration>', 'how long to wait for every node to confirm', '30s')
-  .action((options: { purpose: string; timeout: string }) =>
+  .option('--wait', 'if the next signing key is younger than JWKS_PREPUBLISH, wait until it may sign instead of refusing')
+  .option('--now', 'emergency: sign with a fresh key at once, not pre-published (external verifiers may refuse new tokens until their JWKS cache refreshes)')
+  .action((options: { purpose: string; timeout: string; wait?: boolean; now?: boolean }) =>
     withRedis(async (redis) => {
       const timeoutMs = parseDuration(options.timeout) ?? fail('ERR_USAGE', `--timeout: "${options.timeout}" is not a duration`);
+      if (options.now && options.wait) fail('ERR_USAGE', '--now and --wait: choose one');
       const json = globals().json;
-      const outcomes = (await command(redis, { action: 'rotate', purposes: [options.purpose], actor, confirmTimeoutMs: timeoutMs }, timeoutMs + 15_000, (p) => {
-        if (json) return process.stdout.write(`${JSON.stringify({ progress: p })}\n`);
-        if (p.phase === 'staged') console.log(`${p.purpose}: staged ${p.kid} (ring v${p.version})`);
-        if (p.phase === 'confirming') console.log(`${p.purpose}: ${p.confirmed.length}/${p.confirmed.length + p.pending.length} nodes confirmed${p.pending.length ? ` (waiting for ${p.pending.join(', ')})` : ''}`);
-        if (p.phase === 'active') console.log(`${p.purpose}: ${p.kid} active (ring v${p.version})`);
-      })) as { ok: boolean; purpose: string; kid: string; pending: string[]; nodes: number; confirmedMs: number; totalMs: number }[];
-      const blocked = outcomes.filter((o) => !o.ok);
-      print(
-        outcomes
-          .map((o) => (o.ok ? `${o.purpose}: rotated to ${o.kid} in ${o.totalMs} ms (${o.nodes} nodes confirmed in ${o.confirmedMs} ms)` : `${o.purpose}: BLOCKED, ${o.kid} stays staged; never confirmed: ${o.pending.join(', ')}`))
-          .join('\n'),
-        { result: outcomes },
-      );
-      if (blocked.length > 0) process.exitCode = 3;
+      const results: Outcome[] = [];
+      let purposes = [options.purpose];
+      for (;;) {
+        const outcomes = (await command(redis, { action: 'rotate', purposes, actor, confirmTimeoutMs: timeoutMs, ...(options.now ? { now: true } : {}) }, timeoutMs + 15_000, (p) => {
+          if (json) return process.stdout.write(`${JSON.stringify({ progress: p })}\n`);
+          if (p.phase === 'staged') console.log(`${p.purpose}: ${p.publishedAt !== undefined && !p.emergency ? `next key ${p.kid}, published ${iso(p.publishedAt)}` : `staged ${p.kid}`} (ring v${p.version})`);
+          if (p.phase === 'confirming') console.log(`${p.purpose}: ${p.confirmed.length}/${p.confirmed.length + p.pending.length} nodes confirmed${p.pending.length ? ` (waiting for ${p.pending.join(', ')})` : ''}`);
+          if (p.phase === 'active') console.log(`${p.purpose}: ${p.kid} active (ring v${p.version})`);
+          if (p.phase === 'next') console.log(`${p.purpose}: next key ${p.kid} staged and published (ring v${p.version})`);
+        })) as Outcome[];
+        const early = outcomes.filter((o) => o.notBefore !== undefined);
+        results.push(...outcomes.filter((o) => o.notBefore === undefined));
+        if (!options.wait || early.length === 0) {
+          results.push(...early);
+          break;
+        }
+        // The primary decides; waiting on this machine's clock only saves asking too often.
+        const until = Math.max(...early.map((o) => o.notBefore!));
+        const waitMs = Math.max(250, until - Date.now());
+        if (!json) for (const o of early) console.log(`${o.purpose}: next key ${o.kid} may sign from ${iso(o.notBefore)}: waiting ${ago(waitMs)} (--wait)`);
+        await new Promise((resolve) => setTimeout(resolve, waitMs));
+        purposes = early.map((o) => o.purpose);
+      }
+      print(results.map(describeOutcome).join('\n'), { result: results });
+      // 3: a node never confirmed; 4: the next signing key is not yet published long enough.
+      if (results.some((o) => !o.ok && o.notBefore === undefined)) process.exitCode = 3;
+      else if (results.some((o) => o.notBefore !== undefined)) process.exitCode = 4;
     }),
   );
 
@@ -154,13 +235,27 @@ program
   .argument('<kid>', 'key id, as shown by status')
   .action((kid: string) =>
     withRedis(async (redis) => {
-      const data = (await command(redis, { action: 'revoke', kid, actor }, 45_000, () => undefined)) as { version: number; nodes: number; pending: string[]; ms: number };
-      print(
+      const data = (await command(redis, { action: 'revoke', kid, actor }, 45_000, () => undefined)) as {
+        version: number;
+        nodes: number;
+        pending: string[];
+        ms: number;
+        emergency?: boolean;
+        replacedBy?: string;
+        revokedNext?: string;
+        next?: string;
+      };
+      const lines = [
         data.pending.length === 0
           ? `revoked ${kid}: ring v${data.version} loaded by all ${data.nodes} nodes in ${data.ms} ms`
           : `revoked ${kid} (ring v${data.version}), but not yet confirmed by: ${data.pending.join(', ')}`,
-        { kid, ...data },
-      );
+      ];
+      if (data.emergency && data.replacedBy) {
+        lines.push(`WARNING: ${data.replacedBy} signs now and ${EMERGENCY_WARNING}`);
+        if (data.revokedNext) lines.push(`the next key ${data.revokedNext}, held beside the revoked key, was revoked too`);
+      }
+      if (data.next) lines.push(`next key ${data.next} published`);
+      print(lines.join('\n'), { kid, ...data });
       if (data.pending.length > 0) process.exitCode = 3;
     }),
   );

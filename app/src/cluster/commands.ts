@@ -7,7 +7,7 @@ import { redisKeys } from '../lib/redisKeys.js';
 // list, the primary pops it and streams progress and the result to a reply stream.
 
 export type CommandRequest =
-  | { action: 'rotate'; purposes: string[]; actor: string; confirmTimeoutMs?: number }
+  | { action: 'rotate'; purposes: string[]; actor: string; confirmTimeoutMs?: number; now?: boolean }
   | { action: 'revoke'; kid: string; actor: string };
 
 export type Command = CommandRequest & { id: string };

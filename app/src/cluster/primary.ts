@@ -4,15 +4,19 @@ import { generateKey } from '../keyring/generate.js';
 import type { RingHolder } from '../keyring/holder.js';
 import {
   activate,
+  activateFresh,
   activeKey,
   collectGarbage,
   findKey,
+  isPrepublished,
   purposesDueForRotation,
   purposesWithoutActiveKey,
+  purposesWithoutNextKey,
   revoke,
   stage,
+  stagedKey,
 } from '../keyring/lifecycle.js';
-import { rotate, waitForNodes, type RotationOutcome } from '../keyring/rotation.js';
+import { rotate, stageNextKey, waitForNodes, type RotationOutcome } from '../keyring/rotation.js';
 import { newRingId, type OpenedRing } from '../keyring/seal.js';
 import type { RingStore } from '../keyring/store.js';
 import { PURPOSES, isPurpose, type Purpose, type RingDocument } from '../keyring/types.js';
@@ -42,6 +46,19 @@ export interface PrimaryDutyOptions {
   /** Replicas that must hold a staged key before it is activated. */
   minReplicas?: number;
   metrics?: MetricsObserver;
+  /** JWKS_PREPUBLISH: how long the next signing key is published before a routine rotation uses it. */
+  prepublishMs?: number;
+}
+
+/** What `revoke` changed, for the operator's answer. */
+export interface RevokeOutcome {
+  /** The revoked key was the active one of a pre-published purpose: a fresh key signs now. */
+  emergency: boolean;
+  /** The key that replaced a revoked active key. */
+  replacedBy?: string;
+  /** The next key revoked with the active key, and the next key staged in their place. */
+  revokedNext?: string;
+  next?: string;
 }
 
 /**
@@ -133,7 +150,10 @@ export class PrimaryDuty {
     for (const purpose of purposesWithoutActiveKey(doc)) {
       await writer.update({ action: 'replace', purpose }, (latest, now) => replaceActive(latest, purpose, now, masterKey, writer));
     }
-    for (const purpose of purposesDueForRotation(doc, clock.now(), rotationIntervalMs)) {
+    for (const purpose of purposesWithoutNextKey(doc)) {
+      if (!this.rotating.has(purpose)) await stageNextKey(purpose, writer, masterKey);
+    }
+    for (const purpose of purposesDueForRotation(doc, clock.now(), rotationIntervalMs, this.options.prepublishMs ?? 0)) {
       void this.rotateInBackground(purpose, 'schedule');
     }
     const { deleted } = collectGarbage(doc, clock.now());
@@ -145,7 +165,13 @@ export class PrimaryDuty {
     }
   }
 
-  async rotate(purpose: Purpose, actor: string, onProgress?: Parameters<typeof rotate>[1]['onProgress'], confirmTimeoutMs?: number): Promise<RotationOutcome> {
+  async rotate(
+    purpose: Purpose,
+    actor: string,
+    onProgress?: Parameters<typeof rotate>[1]['onProgress'],
+    confirmTimeoutMs?: number,
+    emergency = false,
+  ): Promise<RotationOutcome> {
     if (this.rotating.has(purpose)) throw new KeyfleetError('ERR_ROTATION_RUNNING', `a ${purpose} rotation is already running`, 409);
     this.rotating.add(purpose);
     const { writer, redis, clock, masterKey, log } = this.options;
@@ -159,10 +185,17 @@ export class PrimaryDuty {
         onProgress,
         actor,
         minReplicas: this.options.minReplicas,
+        prepublishMs: this.options.prepublishMs ?? 0,
+        emergency,
       });
-      const level = outcome.ok ? 'info' : 'error';
+      if (outcome.notBefore !== undefined) {
+        log.info({ ...outcome }, `rotation not due: next key ${outcome.kid} may sign from ${new Date(outcome.notBefore).toISOString()}`);
+        return outcome;
+      }
       this.options.metrics?.rotationRun(purpose, outcome.ok);
-      log[level]({ ...outcome }, outcome.ok ? 'rotation done' : `rotation blocked: ${outcome.pending.join(', ')} never confirmed`);
+      const level = outcome.ok ? (outcome.emergency ? 'warn' : 'info') : 'error';
+      const done = outcome.emergency ? 'emergency rotation done: external verifiers may refuse new tokens until their JWKS cache refreshes' : 'rotation done';
+      log[level]({ ...outcome }, outcome.ok ? done : `rotation blocked: ${outcome.pending.join(', ')} never confirmed`);
       return outcome;
     } finally {
       this.rotating.delete(purpose);
@@ -176,14 +209,38 @@ export class PrimaryDuty {
 
   async revoke(kid: string, actor: string) {
     const { writer, masterKey } = this.options;
-    return writer.update({ action: 'revoke', kid, actor }, async (doc, now) => {
+    const outcome: RevokeOutcome = { emergency: false };
+    const audit: { action: string; kid: string; actor: string; detail?: string } = { action: 'revoke', kid, actor };
+    const snapshot = await writer.update(audit, async (doc, now) => {
       const key = findKey(doc, kid);
       if (!key) throw new KeyfleetError('ERR_UNKNOWN_KID', `no key ${kid} in the ring`, 404);
       if (key.state === 'revoked') return null;
+      Object.assign(outcome, { emergency: false, replacedBy: undefined, revokedNext: undefined, next: undefined });
       const revoked = revoke(doc, kid, now, writer.lifetimes);
-      // A revoked active key is replaced in the same change, so minting never stops.
-      return key.state === 'active' ? replaceActive(revoked, key.purpose, now, masterKey, writer) : revoked;
+      if (!isPrepublished(key.purpose)) {
+        // A revoked active key is replaced in the same change, so minting never stops.
+        return key.state === 'active' ? replaceActive(revoked, key.purpose, now, masterKey, writer) : revoked;
+      }
+      if (key.state !== 'active' && key.state !== 'staged') return revoked;
+      // The active or next signing key: a fresh key signs at once (never the next key, which
+      // lived beside the revoked one), and a new next key is published, in the same change.
+      let changed = revoked;
+      if (key.state === 'active') {
+        const fresh = await generateKey(key.purpose, now, masterKey);
+        outcome.emergency = true;
+        outcome.replacedBy = fresh.kid;
+        outcome.revokedNext = stagedKey(revoked, key.purpose)?.kid;
+        changed = activateFresh(revoked, fresh, now, writer.lifetimes);
+      }
+      const next = await generateKey(key.purpose, now, masterKey);
+      outcome.next = next.kid;
+      audit.detail = [outcome.replacedBy && `replaced by ${outcome.replacedBy}`, outcome.revokedNext && `next key ${outcome.revokedNext} revoked too`, `next key ${next.kid}`]
+        .filter(Boolean)
+        .join('; ');
+      return stage(changed, next, now);
     });
+    if (outcome.emergency) this.options.log.warn({ kid, ...outcome }, 'active signing key revoked: external verifiers may refuse new tokens until their JWKS cache refreshes');
+    return { snapshot, outcome };
   }
 
   /** Pops operator commands while primary; one at a time, in order. */
@@ -213,13 +270,13 @@ export class PrimaryDuty {
     try {
       if (command.action === 'revoke') {
         const started = this.options.clock.now();
-        const snapshot = await this.revoke(command.kid, command.actor);
+        const { snapshot, outcome } = await this.revoke(command.kid, command.actor);
         // Answer once every live node has loaded the change: then the key is dead everywhere.
         const { nodes, pending } = await waitForNodes(redis, snapshot.version, {
           clock: this.options.clock,
           timeoutMs: this.options.confirmTimeoutMs,
         });
-        const data = { kid: command.kid, version: snapshot.version, nodes: nodes.length, pending, ms: this.options.clock.now() - started };
+        const data = { kid: command.kid, version: snapshot.version, nodes: nodes.length, pending, ms: this.options.clock.now() - started, ...outcome };
         await reply(redis, command.id, { type: 'result', data });
         return;
       }
@@ -228,7 +285,7 @@ export class PrimaryDuty {
       if (bad.length > 0) throw new KeyfleetError('ERR_BAD_PURPOSE', `unknown purpose ${bad.join(', ')} (sign, encrypt, cookie or all)`, 400);
       const outcomes = await Promise.all(
         (purposes as Purpose[]).map((purpose) =>
-          this.rotate(purpose, command.actor, (progress) => void reply(redis, command.id, { type: 'progress', data: progress }), command.confirmTimeoutMs),
+          this.rotate(purpose, command.actor, (progress) => void reply(redis, command.id, { type: 'progress', data: progress }), command.confirmTimeoutMs, command.now === true),
         ),
       );
       await reply(redis, command.id, { type: 'result', data: outcomes });
@@ -242,8 +299,10 @@ export class PrimaryDuty {
 async function createInitialRing(empty: RingDocument, now: number, masterKey: Buffer, writer: RingWriter) {
   if (empty.keys.length > 0) return null;
   let doc = empty;
-  // Nothing can have been minted yet, so the first keys are active at once.
+  // Nothing can have been minted yet, so the first keys are active at once; the next signing
+  // key is published from the start.
   for (const purpose of PURPOSES) doc = await replaceActive(doc, purpose, now, masterKey, writer);
+  for (const purpose of purposesWithoutNextKey(doc)) doc = stage(doc, await generateKey(purpose, now, masterKey), now);
   return doc;
 }
 

@@ -53,6 +53,12 @@ export interface Config {
   cookieHostPrefix: boolean;
   /** GET /metrics (Prometheus) on a listener of its own; 0: none. */
   metricsPort: number;
+  /** How long the next signing key is published in the JWKS before a routine rotation may use it. */
+  jwksPrepublishMs: number;
+  /** The `iss` of every token and the discovery document's issuer (PUBLIC_ISSUER; default `keyfleet`). */
+  publicIssuer?: string;
+  /** Resource servers a client may ask a token for (`aud`), besides keyfleet itself. */
+  audiences: string[];
 }
 
 const duration = (fallback: string) =>
@@ -147,6 +153,9 @@ const schema = z.object({
     }),
   COOKIE_HOST_PREFIX: z.enum(['true', 'false']).default('false'),
   METRICS_PORT: z.coerce.number().int().min(0).max(65535).default(9464),
+  JWKS_PREPUBLISH: durationOrZero('30m'),
+  PUBLIC_ISSUER: publicIssuer().optional(),
+  AUDIENCES: audienceList(),
 });
 
 type Env = Record<string, string | undefined>;
@@ -251,5 +260,64 @@ export function loadConfig(env: Env = process.env): Config {
     publicOrigins: c.PUBLIC_ORIGINS,
     cookieHostPrefix: c.COOKIE_HOST_PREFIX === 'true',
     metricsPort: c.METRICS_PORT,
+    jwksPrepublishMs: c.JWKS_PREPUBLISH,
+    ...(c.PUBLIC_ISSUER ? { publicIssuer: c.PUBLIC_ISSUER } : {}),
+    audiences: c.AUDIENCES,
   };
+}
+
+/** `0`/`0s` (no pre-publication: routine rotations promote at once) or a duration. */
+function durationOrZero(fallback: string) {
+  return z
+    .string()
+    .default(fallback)
+    .transform((text, ctx) => {
+      if (/^0+(\.0+)?\s*(ms|s|m|h|d)?$/i.test(text.trim())) return 0;
+      const value = parseDuration(text);
+      if (value === undefined) {
+        ctx.addIssue({ code: 'custom', message: `"${text}" is not a duration (use e.g. 0s, 30m, 12h)` });
+        return z.NEVER;
+      }
+      return value;
+    });
+}
+
+/** An http(s) URL without query or fragment (OpenID Connect Discovery 1.0 §3); no trailing slash. */
+function publicIssuer() {
+  return z.string().transform((text, ctx) => {
+    let url: URL | undefined;
+    try {
+      url = new URL(text.trim());
+    } catch {
+      // reported below
+    }
+    if (!url || (url.protocol !== 'https:' && url.protocol !== 'http:') || url.search !== '' || url.hash !== '' || url.username !== '' || url.password !== '') {
+      ctx.addIssue({ code: 'custom', message: 'must be an https:// (or http://) URL without query or fragment, e.g. https://auth.example.com' });
+      return z.NEVER;
+    }
+    return url.href.replace(/\/+$/, '');
+  });
+}
+
+/** Audience names: what resource servers put in their `audience` check. */
+export const AUDIENCE_NAME = /^[A-Za-z0-9][A-Za-z0-9._~:/-]{0,127}$/;
+
+/** `notes,reports` -> ['notes', 'reports']; each name checked, duplicates dropped. */
+export function parseAudiences(text: string): { audiences: string[]; bad: string[] } {
+  const names = text.split(',').map((name) => name.trim()).filter(Boolean);
+  return { audiences: [...new Set(names.filter((name) => AUDIENCE_NAME.test(name)))], bad: names.filter((name) => !AUDIENCE_NAME.test(name)) };
+}
+
+function audienceList() {
+  return z
+    .string()
+    .default('')
+    .transform((text, ctx) => {
+      const { audiences: names, bad } = parseAudiences(text);
+      if (bad.length > 0) {
+        ctx.addIssue({ code: 'custom', message: `${bad.map((name) => JSON.stringify(name)).join(', ')}: names are 1-128 letters, digits and . _ ~ : / - (comma-separated, e.g. notes,reports)` });
+        return z.NEVER;
+      }
+      return names;
+    });
 }

@@ -1,14 +1,17 @@
+import { createHash } from 'node:crypto';
 import express, { type Request, type RequestHandler, type Response } from 'express';
 import { parseCookie } from 'cookie';
 import helmet from 'helmet';
 import { z } from 'zod';
 import { AUTH_COOKIE, openAuthCookie, sealAuthCookie } from '../auth/authCookie.js';
-import type { Principal } from '../auth/claims.js';
+import { AUDIENCE, ISSUER, type Principal } from '../auth/claims.js';
 import { SESSION_COOKIE } from '../auth/session.js';
 import type { LoginThrottle } from '../auth/throttle.js';
 import { mintAccessToken, verifyAccessToken } from '../auth/tokens.js';
 import { authenticate, type UserDirectory } from '../auth/users.js';
 import type { RingHolder } from '../keyring/holder.js';
+import type { RingSnapshot } from '../keyring/snapshot.js';
+import { ALGORITHMS } from '../keyring/types.js';
 import type { Clock } from '../lib/clock.js';
 import { KeyfleetError, badRequest, unauthorized, unavailable } from '../lib/errors.js';
 import type { Logger } from '../lib/log.js';
@@ -44,12 +47,52 @@ export interface AppDeps {
   cookieHostPrefix?: boolean;
   /** Prometheus metrics (served on METRICS_PORT, not here); absent: nothing is measured. */
   metrics?: NodeMetrics;
+  /** Resource servers a login may ask a token for (AUDIENCES); keyfleet's own is always allowed. */
+  audiences?: readonly string[];
+  /** JWKS_PREPUBLISH: sets how long verifiers may cache the JWKS (jwksMaxAgeSeconds). */
+  jwksPrepublishMs?: number;
+  /** PUBLIC_ISSUER: where the discovery document says the JWKS is; absent: this request's origin. */
+  publicIssuer?: string;
 }
 
 const LoginBody = z.object({
   username: z.string().min(1).max(128),
   password: z.string().min(1).max(1024),
+  audience: z.string().min(1).max(128).optional(),
 });
+
+/**
+ * How long a verifier may cache the JWKS (Cache-Control max-age): at most half the
+ * pre-publication window, so a cache that honours it fetches every next key at least once
+ * before that key signs, and at most 5 minutes, which bounds how long such a cache keeps a
+ * revoked key. Retired keys stay published until nothing they signed is valid, so the
+ * cache age never shortens a token's life.
+ */
+export const jwksMaxAgeSeconds = (prepublishMs: number) => Math.floor(Math.min(prepublishMs / 2, 300_000) / 1000);
+
+/**
+ * RFC 9110 §13.1.2: If-None-Match, weak comparison, `*` matches. Evaluated even with
+ * `Cache-Control: no-cache` (which fetch() adds to every conditional request): answering the
+ * validation is the origin's part of it. Express's req.fresh treats that as a reload.
+ */
+function ifNoneMatch(header: string | undefined, etag: string): boolean {
+  if (header === undefined) return false;
+  if (header.trim() === '*') return true;
+  const opaque = (tag: string) => tag.trim().replace(/^W\//, '');
+  return header.split(',').some((tag) => opaque(tag) === opaque(etag));
+}
+
+/** The JWKS of one ring version, serialized once, with its strong ETag (the same on every node). */
+const jwksBodies = new WeakMap<RingSnapshot, { json: string; etag: string }>();
+function jwksBody(ring: RingSnapshot) {
+  let body = jwksBodies.get(ring);
+  if (!body) {
+    const json = JSON.stringify(ring.jwks());
+    body = { json, etag: `"${createHash('sha256').update(json).digest('base64url').slice(0, 27)}"` };
+    jwksBodies.set(ring, body);
+  }
+  return body;
+}
 
 /** Builds the Express app; never listens and never exits (server.ts owns the process). */
 export function createApp(deps: AppDeps) {
@@ -94,17 +137,44 @@ export function createApp(deps: AppDeps) {
     res.status(ready() ? 200 : 503).json(body);
   });
 
-  app.get('/.well-known/jwks.json', (_req, res) => {
+  // The active signing key, the next one (published JWKS_PREPUBLISH before it signs) and
+  // retired ones until nothing they signed is valid; never a revoked key.
+  const jwksCacheControl = `public, max-age=${jwksMaxAgeSeconds(deps.jwksPrepublishMs ?? 0)}`;
+  app.get('/.well-known/jwks.json', (req, res) => {
     const ring = holder.current;
     if (!ring) throw unavailable('ERR_NOT_READY', 'key ring not loaded yet');
-    res.setHeader('Cache-Control', 'public, max-age=10');
-    res.json(ring.jwks());
+    const { json, etag } = jwksBody(ring);
+    res.setHeader('Cache-Control', jwksCacheControl);
+    res.setHeader('ETag', etag);
+    if (ifNoneMatch(req.headers['if-none-match'], etag)) {
+      res.status(304).end();
+      return;
+    }
+    res.type('application/json').send(json);
+  });
+
+  // OpenID Connect Discovery 1.0 §3, limited to what keyfleet does: it issues ES256 JWTs and
+  // publishes their keys. No authorization or token endpoint in the OAuth sense.
+  app.get('/.well-known/openid-configuration', (req, res) => {
+    const base = deps.publicIssuer ?? `${req.protocol}://${req.get('host') ?? 'localhost'}`;
+    // Derived from the request's Host, the answer must not be shared by caches.
+    res.setHeader('Cache-Control', deps.publicIssuer ? 'public, max-age=300' : 'no-store');
+    res.json({
+      issuer: ISSUER,
+      jwks_uri: `${base}/.well-known/jwks.json`,
+      subject_types_supported: ['public'],
+      id_token_signing_alg_values_supported: [ALGORITHMS.sign],
+      claims_supported: ['iss', 'sub', 'aud', 'exp', 'iat', 'jti'],
+    });
   });
 
   app.post('/login', express.json({ limit: '8kb', strict: true }), async (req, res) => {
     const parsed = LoginBody.safeParse(req.body);
-    if (!parsed.success) throw badRequest('ERR_BAD_LOGIN_BODY', 'expected JSON {"username","password"}');
-    const { username, password } = parsed.data;
+    if (!parsed.success) throw badRequest('ERR_BAD_LOGIN_BODY', 'expected JSON {"username","password"} and optionally "audience"');
+    const { username, password, audience } = parsed.data;
+    if (audience !== undefined && audience !== AUDIENCE && !deps.audiences?.includes(audience)) {
+      throw badRequest('ERR_UNKNOWN_AUDIENCE', 'unknown audience: ask for a resource server registered in AUDIENCES (keyfleet audiences)');
+    }
     const address = req.ip ?? 'unknown';
     // Counted before the password is checked: over a limit, no scrypt work at all.
     const ticket = await deps.throttle?.admit(username, address);
@@ -115,7 +185,7 @@ export function createApp(deps: AppDeps) {
     const ring = holder.current;
     if (!ring?.complete) throw unavailable('ERR_NOT_READY', 'key ring not loaded yet');
     const now = clock.now();
-    const { token, expiresIn } = await mintAccessToken(ring, { user: username, ttlMs: deps.tokenTtlMs, now });
+    const { token, expiresIn } = await mintAccessToken(ring, { user: username, ttlMs: deps.tokenTtlMs, now, ...(audience ? { audience } : {}) });
     const sealed = await sealAuthCookie(ring, { user: username, ttlMs: deps.sessionTtlMs, now });
     res.cookie(AUTH_COOKIE, sealed, { ...cookieOptions(req), maxAge: deps.sessionTtlMs });
     // The session is a bonus that needs Redis; tokens and the auth cookie do not.
@@ -123,7 +193,7 @@ export function createApp(deps: AppDeps) {
       log.warn({ err: error }, 'login without a session: the session store is unavailable');
       return false;
     });
-    res.json({ token, tokenType: 'Bearer', expiresIn, node: nodeId, session });
+    res.json({ token, tokenType: 'Bearer', expiresIn, node: nodeId, session, ...(audience ? { audience } : {}) });
   });
 
   app.get('/me', async (req, res) => {

@@ -197,9 +197,11 @@ function renderNodes(data) {
 
 function renderPurposes(data) {
   const blocks = data.purposes.map((p) => {
+    // The next signing key: staged, and in the JWKS since its creation (pre-published).
+    const next = p.purpose === 'sign' ? p.keys.find((k) => k.state === 'staged') : undefined;
     const rows = p.keys.map((k) => el('tr', { 'data-kid': k.kid, 'data-state': k.state }, [
       cell(el('code', { text: k.kid })),
-      cell(badge(k.state)),
+      cell(badge(k.state, next && k.kid === next.kid ? 'next' : k.state)),
       cell(time(k.createdAt)),
       cell(time(k.activatedAt)),
       cell(time(k.retiredAt)),
@@ -218,6 +220,11 @@ function renderPurposes(data) {
         el('span', { class: 'muted', text: p.alg }),
         el('span', { class: 'muted', text: 'active:' }),
         el('code', { id: 'active-' + p.purpose, text: p.active || 'none' }),
+        ...(next ? [
+          el('span', { class: 'muted', text: 'next:' }),
+          el('code', { id: 'next-' + p.purpose, text: next.kid }),
+          el('span', { class: 'muted', id: 'next-published-' + p.purpose, text: 'published ' + time(next.createdAt) + ' (' + span(data.at - next.createdAt) + ' ago)' }),
+        ] : []),
       ]),
       el('div', { class: 'scroll' }, [el('table', { class: 'keys' }, [
         el('thead', {}, [el('tr', {}, ['Key', 'State', 'Created', 'Activated', 'Retired', 'Revoked', 'Delete after', 'Life'].map((h, i) => el('th', { scope: 'col', class: 'c' + i, text: h })))]),

@@ -89,12 +89,53 @@ export function collectGarbage(doc: RingDocument, now: number): { doc: RingDocum
   return { doc: withKeys(doc, doc.keys.filter((key) => !expired(key)), now), deleted };
 }
 
-/** Purposes whose active key is older than the rotation interval and have nothing staged. */
-export function purposesDueForRotation(doc: RingDocument, now: number, intervalMs: number): Purpose[] {
+/**
+ * Purposes whose next key is published ahead of its use. Only `sign` has verifiers outside
+ * the ring: resource servers that cache the JWKS for minutes to hours (jose 10 min, Envoy
+ * 10 min, Istio 20 min) and, as OpenID Connect Core §10.1.1 expects, look a key up before it
+ * signs. `encrypt` and `cookie` keys are read by keyfleet nodes alone, which
+ * propagate-then-activate already covers.
+ */
+export const PREPUBLISHED: readonly Purpose[] = ['sign'];
+
+export const isPrepublished = (purpose: Purpose) => PREPUBLISHED.includes(purpose);
+
+/**
+ * When a staged key of a pre-published purpose may sign: once it has been in the JWKS for
+ * `prepublishMs`. It is published from its creation (`createdAt`): nodes load a new ring
+ * version within milliseconds and serve its JWKS at once.
+ */
+export const eligibleAt = (key: Pick<StoredKey, 'createdAt'>, prepublishMs: number) => key.createdAt + prepublishMs;
+
+/**
+ * Purposes due for a scheduled rotation: the active key is at least one interval old and,
+ * for `sign`, the next key has been published for `prepublishMs` (so the schedule promotes
+ * it the moment it becomes eligible); other purposes must have nothing staged.
+ */
+export function purposesDueForRotation(doc: RingDocument, now: number, intervalMs: number, prepublishMs = 0): Purpose[] {
   return PURPOSES.filter((purpose) => {
     const active = activeKey(doc, purpose);
-    return active !== undefined && !stagedKey(doc, purpose) && (active.activatedAt ?? active.createdAt) + intervalMs <= now;
+    if (active === undefined || (active.activatedAt ?? active.createdAt) + intervalMs > now) return false;
+    const staged = stagedKey(doc, purpose);
+    if (!isPrepublished(purpose)) return staged === undefined;
+    return staged !== undefined && eligibleAt(staged, prepublishMs) <= now;
   });
+}
+
+/** Pre-published purposes with an active key but no next key: the primary stages one. */
+export const purposesWithoutNextKey = (doc: RingDocument) =>
+  PREPUBLISHED.filter((purpose) => activeKey(doc, purpose) !== undefined && stagedKey(doc, purpose) === undefined);
+
+/**
+ * An emergency change: `fresh` (just generated, never published) becomes the active key now.
+ * The previous active key retires as in any rotation; the next key of the purpose is revoked,
+ * as it lived beside the keys an emergency distrusts and never signed anything, so revoking
+ * it costs nothing. The caller stages a new next key.
+ */
+export function activateFresh(doc: RingDocument, fresh: StoredKey, now: number, lifetimes: Lifetimes): RingDocument {
+  const next = stagedKey(doc, fresh.purpose);
+  const withoutNext = next ? revoke(doc, next.kid, now, lifetimes) : doc;
+  return activate(stage(withoutNext, fresh, now), fresh.kid, now, lifetimes);
 }
 
 /** Keys a node accepts for verification: never revoked ones. */

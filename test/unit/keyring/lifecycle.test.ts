@@ -1,12 +1,15 @@
 import { describe, expect, it } from 'vitest';
 import {
   activate,
+  activateFresh,
   activeKey,
+  eligibleAt,
   collectGarbage,
   emptyRing,
   findKey,
   purposesDueForRotation,
   purposesWithoutActiveKey,
+  purposesWithoutNextKey,
   revoke,
   stage,
   stagedKey,
@@ -213,22 +216,45 @@ describe('collectGarbage', () => {
 
 describe('purposesDueForRotation', () => {
   const interval = 24 * HOUR;
+  const PREPUBLISH = 30 * 60_000;
+  // sign keeps a next key staged at all times (pre-publication): the schedule promotes it.
+  const next = (createdAt = T0) => key('s-next', 'sign', 'staged', { createdAt });
 
   it('lists purposes whose active key is at least one interval old', () => {
     const doc = ring(
       key('s1', 'sign', 'active', { activatedAt: T0 }),
+      next(),
       key('e1', 'encrypt', 'active', { activatedAt: T0 + HOUR }),
       key('c1', 'cookie', 'active', { activatedAt: T0 + 2 * HOUR }),
     );
-    expect(purposesDueForRotation(doc, T0 + interval - 1, interval)).toEqual([]);
-    expect(purposesDueForRotation(doc, T0 + interval, interval)).toEqual(['sign']);
-    expect(purposesDueForRotation(doc, T0 + interval + HOUR, interval)).toEqual(['sign', 'encrypt']);
-    expect(purposesDueForRotation(doc, T0 + 2 * interval, interval)).toEqual(['sign', 'encrypt', 'cookie']);
+    expect(purposesDueForRotation(doc, T0 + interval - 1, interval, PREPUBLISH)).toEqual([]);
+    expect(purposesDueForRotation(doc, T0 + interval, interval, PREPUBLISH)).toEqual(['sign']);
+    expect(purposesDueForRotation(doc, T0 + interval + HOUR, interval, PREPUBLISH)).toEqual(['sign', 'encrypt']);
+    expect(purposesDueForRotation(doc, T0 + 2 * interval, interval, PREPUBLISH)).toEqual(['sign', 'encrypt', 'cookie']);
   });
 
-  it('skips a purpose that already has a key staged', () => {
-    const doc = ring(key('s1', 'sign', 'active', { activatedAt: T0 }), key('s2', 'sign', 'staged'));
+  it('skips encrypt and cookie while a key of theirs is staged (a rotation is under way)', () => {
+    const doc = ring(key('e1', 'encrypt', 'active', { activatedAt: T0 }), key('e2', 'encrypt', 'staged'));
     expect(purposesDueForRotation(doc, T0 + 10 * interval, interval)).toEqual([]);
+  });
+
+  it('rotates sign only once its next key has been published for the pre-publication window', () => {
+    // Next key staged 10 minutes before the active key is due: the schedule waits 20 more.
+    const stagedAt = T0 + interval - 10 * 60_000;
+    const doc = ring(key('s1', 'sign', 'active', { activatedAt: T0 }), next(stagedAt));
+    expect(eligibleAt(findKey(doc, 's-next')!, PREPUBLISH)).toBe(stagedAt + PREPUBLISH);
+    expect(purposesDueForRotation(doc, T0 + interval, interval, PREPUBLISH)).toEqual([]);
+    expect(purposesDueForRotation(doc, stagedAt + PREPUBLISH - 1, interval, PREPUBLISH)).toEqual([]);
+    expect(purposesDueForRotation(doc, stagedAt + PREPUBLISH, interval, PREPUBLISH)).toEqual(['sign']);
+  });
+
+  it('never rotates sign without a next key (the primary stages one first)', () => {
+    const doc = ring(key('s1', 'sign', 'active', { activatedAt: T0 }));
+    expect(purposesDueForRotation(doc, T0 + 10 * interval, interval, 0)).toEqual([]);
+    expect(purposesWithoutNextKey(doc)).toEqual(['sign']);
+    expect(purposesWithoutNextKey(ring(key('s1', 'sign', 'active'), next()))).toEqual([]);
+    // Only sign is pre-published; a ring with no active sign key is purposesWithoutActiveKey's job.
+    expect(purposesWithoutNextKey(ring(key('e1', 'encrypt', 'active')))).toEqual([]);
   });
 
   it('skips a purpose with no active key (that is purposesWithoutActiveKey’s job)', () => {
@@ -241,6 +267,25 @@ describe('purposesDueForRotation', () => {
     const doc = ring(key('c1', 'cookie', 'active', { createdAt: T0 + HOUR }));
     expect(purposesDueForRotation(doc, T0 + interval, interval)).toEqual([]);
     expect(purposesDueForRotation(doc, T0 + HOUR + interval, interval)).toEqual(['cookie']);
+  });
+});
+
+describe('activateFresh (rotate --now, revoke of the active signing key)', () => {
+  it('activates the fresh key, retires the active one and revokes the next key, which never signed', () => {
+    const now = T0 + HOUR;
+    const doc = ring(key('s1', 'sign', 'active', { activatedAt: T0 }), key('s-next', 'sign', 'staged'));
+    const next = activateFresh(doc, key('s-fresh', 'sign', 'staged', { createdAt: now }), now, LIFETIMES);
+    expect(activeKey(next, 'sign')?.kid).toBe('s-fresh');
+    expect(findKey(next, 's1')).toMatchObject({ state: 'retired', deleteAfter: now + LIFETIMES.sign + LIFETIMES.clockSkewMs });
+    expect(findKey(next, 's-next')).toMatchObject({ state: 'revoked', revokedAt: now });
+    expect(verifies(findKey(next, 's-next')!)).toBe(false);
+    expect(stagedKey(next, 'sign')).toBeUndefined();
+  });
+
+  it('works without a next key', () => {
+    const next = activateFresh(ring(key('s1', 'sign', 'active')), key('s2', 'sign', 'staged'), T0, LIFETIMES);
+    expect(activeKey(next, 'sign')?.kid).toBe('s2');
+    expect(next.keys.filter((k) => k.state === 'revoked')).toEqual([]);
   });
 });
 
