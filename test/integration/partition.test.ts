@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Cluster, waitUntil } from '../support/cluster.js';
 import { connectNetwork, disconnect } from '../support/docker.js';
-import { login, request } from '../support/http.js';
+import { login, request, type LoginResult } from '../support/http.js';
 import { startTraffic } from '../support/traffic.js';
 
 // Issue 16: a node must never answer 401 to a credential only because its own ring may be
@@ -43,7 +43,11 @@ describe('a node cut off from Redis while a rotation goes ahead without it', () 
       expect(rotated.exitCode, rotated.output).toBe(0);
       expect(rotated.stdout).toMatch(/2\/2 nodes confirmed/);
 
-      const fresh = await login(c.url);
+      // A login that lands on the cut-off node gets a token and an auth cookie but no session
+      // (it cannot store one, and hands out no sid for it): log in until one has all three.
+      let fresh: LoginResult | undefined;
+      for (let attempt = 0; !fresh && attempt < 10; attempt++) fresh = await login(c.url).catch(() => undefined);
+      if (!fresh) throw new Error('no login with a session in 10 attempts');
       const retriesBefore = await balancerRetries(c);
       const traffic = startTraffic(c.url, { workers: 4, maxMs: 60_000, credentials: fresh, kinds: ['token', 'cookie', 'session'] });
       await waitUntil(() => traffic.report.sent >= 1_500, { timeoutMs: 60_000, what: '1,500 requests with fresh credentials' });

@@ -6,12 +6,6 @@ import { redisKeys } from '../lib/redisKeys.js';
 // Operators ask the primary to act (only it generates keys): the CLI pushes a command on a
 // list, the primary pops it and streams progress and the result to a reply stream.
 
-export type CommandRequest =
-  | { action: 'rotate'; purposes: string[]; actor: string; confirmTimeoutMs?: number; now?: boolean }
-  | { action: 'revoke'; kid: string; actor: string };
-
-export type Command = CommandRequest & { id: string };
-
 export type Reply =
   | { type: 'progress'; data: unknown }
   | { type: 'result'; data: unknown }
@@ -28,9 +22,16 @@ const CommandSchema = z.discriminatedUnion('action', [
     purposes: z.array(z.string().max(16)).max(8),
     actor: z.string().max(256),
     confirmTimeoutMs: z.number().int().positive().max(3_600_000).optional(),
+    /** An emergency rotation: a fresh key at once, not the pre-published one. */
+    now: z.boolean().optional(),
   }),
   z.object({ action: z.literal('revoke'), id: z.string().max(64), kid: z.string().max(128), actor: z.string().max(256) }),
 ]);
+
+// The schema is the one definition of a command: a field added here is a field the primary sees.
+export type Command = z.infer<typeof CommandSchema>;
+type WithoutId<T> = T extends unknown ? Omit<T, 'id'> : never;
+export type CommandRequest = WithoutId<Command>;
 
 const ReplySchema = z.discriminatedUnion('type', [
   z.object({ type: z.literal('progress'), data: z.unknown() }),
@@ -42,7 +43,7 @@ const ReplySchema = z.discriminatedUnion('type', [
 export function parseCommand(raw: string): Command | undefined {
   try {
     const parsed = CommandSchema.safeParse(JSON.parse(raw));
-    return parsed.success ? (parsed.data as Command) : undefined;
+    return parsed.success ? parsed.data : undefined;
   } catch {
     return undefined;
   }

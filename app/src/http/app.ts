@@ -191,6 +191,8 @@ export function createApp(deps: AppDeps) {
     // The session is a bonus that needs Redis; tokens and the auth cookie do not.
     const session = await startSession(req, res, deps.session, username, nodeId).catch((error: unknown) => {
       log.warn({ err: error }, 'login without a session: the session store is unavailable');
+      // No `sid` for a session that was never stored: every node would refuse it.
+      (req as { session?: unknown }).session = undefined;
       return false;
     });
     res.json({ token, tokenType: 'Bearer', expiresIn, node: nodeId, session, ...(audience ? { audience } : {}) });

@@ -6,7 +6,7 @@ import { parseCommand } from '../../../app/src/cluster/commands.js';
 
 describe('parseCommand', () => {
   it('accepts the two commands the CLI sends', () => {
-    expect(parseCommand(JSON.stringify({ action: 'rotate', id: 'a', purposes: ['sign'], actor: 'cli@x', confirmTimeoutMs: 30_000 }))).toMatchObject({ action: 'rotate', purposes: ['sign'] });
+    expect(parseCommand(JSON.stringify({ action: 'rotate', id: 'a', purposes: ['sign'], actor: 'cli@x', confirmTimeoutMs: 30_000, now: true }))).toMatchObject({ action: 'rotate', purposes: ['sign'], now: true });
     expect(parseCommand(JSON.stringify({ action: 'revoke', id: 'b', kid: 'sign-1', actor: 'cli@x' }))).toMatchObject({ action: 'revoke', kid: 'sign-1' });
   });
 
