@@ -1,10 +1,13 @@
+import { randomBytes } from 'node:crypto';
 import RedisStore from 'connect-redis';
 import session from 'express-session';
 import type { RequestHandler } from 'express';
 import type { Redis } from 'ioredis';
 import type { RingHolder } from '../keyring/holder.js';
+import type { RingSnapshot } from '../keyring/snapshot.js';
 import { unavailable } from '../lib/errors.js';
 import { redisKeys } from '../lib/redisKeys.js';
+import { CachedSessionStore, type SessionCacheOptions } from './sessionCache.js';
 
 export const SESSION_COOKIE = 'sid';
 
@@ -16,33 +19,69 @@ declare module 'express-session' {
   }
 }
 
+export interface SessionOptions {
+  /** The in-memory session cache (sessionCache.ts): on by default; false turns it off. */
+  cache?: Partial<SessionCacheOptions> | false;
+}
+
+export type SessionMiddleware = RequestHandler & {
+  /** The cached store, when the cache is on (its hit counts are what tests and benches read). */
+  readonly store?: CachedSessionStore;
+};
+
 /**
- * express-session with a Redis store and the `sid` cookie signed by the ring's `cookie`
- * keys. express-session keeps the array it is given and reads it on every request
- * (index.js: `var secrets = secret || [req.secret]`), so the array is updated in place when
- * the ring changes: the active key signs, every key that still verifies is accepted.
+ * express-session with a Redis store, an in-memory cache in front of it kept current by
+ * pub/sub (sessionCache.ts), and the `sid` cookie signed by the ring's `cookie` keys.
+ * express-session keeps the array it is given and reads it on every request (index.js:
+ * `var secrets = secret || [req.secret]`), so the array is updated in place when the ring
+ * changes: the active key signs, every key that still verifies is accepted.
+ *
+ * Until the ring has given a cookie key, every request here is a 503 ERR_NOT_READY: nothing
+ * is signed or accepted with a stand-in secret. (express-session needs some secret when it is
+ * built; the stand-in is random and never used, since no request reaches it before the ring.)
  *
  * Mounted only on routes that need a session, so token and `auth` cookie requests never
  * touch Redis. A store failure becomes a 503, never a 500.
  */
-export function sessionMiddleware(redis: Redis, holder: RingHolder, ttlMs: number): RequestHandler {
-  const secrets: string[] = [...(holder.current?.cookieSecrets ?? ['not-ready'])];
-  holder.on('change', (ring) => {
-    if (ring.cookieSecrets.length > 0) secrets.splice(0, secrets.length, ...ring.cookieSecrets);
-  });
+export function sessionMiddleware(redis: Redis, holder: RingHolder, ttlMs: number, options: SessionOptions = {}): SessionMiddleware {
+  const secrets: string[] = [randomBytes(32).toString('base64url')];
+  let ready = false;
+  const adopt = (ring: RingSnapshot) => {
+    // No cookie key that verifies (none yet, or every one revoked): refuse rather than keep old ones.
+    ready = ring.cookieSecrets.length > 0;
+    if (ready) secrets.splice(0, secrets.length, ...ring.cookieSecrets);
+  };
+  if (holder.current) adopt(holder.current);
+  holder.on('change', adopt);
+
+  // No EXPIRE on every read: sessions are not rolling, their TTL is set when they are saved.
+  const redisStore = new RedisStore({ client: redis, prefix: redisKeys.sessionPrefix, disableTouch: true });
+  let store: session.Store = redisStore;
+  let cached: CachedSessionStore | undefined;
+  if (options.cache !== false) {
+    // A pub/sub connection of the cache's own, living as long as the main one.
+    const subscriber = redis.duplicate({ connectionName: 'keyfleet-sessions', maxRetriesPerRequest: null, commandTimeout: undefined, autoResubscribe: false });
+    cached = new CachedSessionStore(redisStore, redis, subscriber, options.cache);
+    redis.once('end', () => cached?.close());
+    store = cached;
+  }
   const handler = session({
     name: SESSION_COOKIE,
     secret: secrets,
-    // No EXPIRE on every read: sessions are not rolling, their TTL is set when they are saved.
-    store: new RedisStore({ client: redis, prefix: redisKeys.sessionPrefix, disableTouch: true }),
+    store,
     resave: false,
     saveUninitialized: false,
     rolling: false,
     unset: 'destroy',
     cookie: { httpOnly: true, sameSite: 'lax', secure: 'auto', maxAge: ttlMs, path: '/' },
   });
-  return (req, res, next) => {
-    // While Redis is away, say so at once rather than queue behind reconnection attempts.
+  const middleware: RequestHandler = (req, res, next) => {
+    if (!ready) {
+      next(unavailable('ERR_NOT_READY', 'key ring not loaded yet'));
+      return;
+    }
+    // While Redis is away, say so at once rather than queue behind reconnection attempts,
+    // and never answer from the memory copy: it may have missed a change.
     if (redis.status !== 'ready') {
       next(unavailable('ERR_SESSION_STORE_UNAVAILABLE', 'the session store is unavailable'));
       return;
@@ -52,4 +91,5 @@ export function sessionMiddleware(redis: Redis, holder: RingHolder, ttlMs: numbe
       else next();
     });
   };
+  return Object.assign(middleware, { store: cached });
 }
