@@ -1,0 +1,127 @@
+import type { Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Cluster, waitUntil } from '../support/cluster.js';
+import { credentialHeaders, login, request, type LoginResult, type Reply } from '../support/http.js';
+
+// Sessions read from memory (app/src/auth/sessionCache.ts), on three real nodes behind HAProxy
+// with a real Redis: an unchanged session costs no Redis command; a write or a logout on one
+// node is seen by every node on its next request once the pub/sub message is out; while Redis
+// is down, session requests are 503 on every node rather than answered from memory.
+
+const CHANNEL = 'keyfleet:sess:changed';
+const WRITES = 20;
+
+describe('sessions cached on every node, invalidated by pub/sub', () => {
+  let cluster: Cluster;
+  let admin: Redis;
+  let listener: Redis;
+  const messages: number[] = []; // arrival times at this test's own subscriber
+
+  beforeAll(async () => {
+    cluster = await Cluster.start({ nodes: 3 });
+    admin = cluster.redis.admin();
+    listener = cluster.redis.admin();
+    for (const client of [admin, listener]) client.on('error', () => undefined); // Redis is stopped in the last test
+    listener.on('message', (channel: string) => channel === CHANNEL && messages.push(performance.now()));
+    await listener.subscribe(CHANNEL);
+  });
+  afterAll(async () => {
+    admin?.disconnect();
+    listener?.disconnect();
+    await cluster?.stop();
+  });
+
+  const get = (path: string, who: LoginResult, init: RequestInit = {}): Promise<Reply> =>
+    request(`${cluster.url}${path}`, { headers: credentialHeaders('session', who), signal: AbortSignal.timeout(10_000), ...init });
+
+  /** One request per node through the balancer (round robin): the replies by node. */
+  async function onEveryNode(path: string, who: LoginResult): Promise<Map<string, Reply>> {
+    const replies = new Map<string, Reply>();
+    for (let i = 0; i < 6 && replies.size < 3; i++) {
+      const reply = await get(path, who);
+      if (!replies.has(reply.node!)) replies.set(reply.node!, reply);
+    }
+    expect(replies.size).toBe(3);
+    return replies;
+  }
+
+  /** Session commands Redis receives while `run` runs (MONITOR, as the admin user). */
+  async function sessionCommands(run: () => Promise<void>): Promise<string[]> {
+    const monitor = await admin.monitor();
+    const seen: string[] = [];
+    monitor.on('monitor', (_time: string, args: string[]) => {
+      if (args.some((arg) => String(arg).startsWith('keyfleet:sess:'))) seen.push(args.join(' '));
+    });
+    try {
+      await run();
+    } finally {
+      monitor.disconnect();
+    }
+    return seen;
+  }
+
+  it('an unchanged session costs no Redis command on any node', async () => {
+    const who = await login(cluster.url);
+    await onEveryNode('/me', who); // each node reads it once
+    const commands = await sessionCommands(async () => {
+      for (let i = 0; i < 30; i++) {
+        const reply = await get('/me', who);
+        expect(reply.status).toBe(200);
+        expect(reply.body).toMatchObject({ user: 'demo', via: 'session' });
+      }
+    });
+    expect(commands).toEqual([]);
+  });
+
+  it(`a write on one node is seen by every node on its next request after the message (${WRITES} writes)`, async () => {
+    const who = await login(cluster.url);
+    await onEveryNode('/me', who);
+    const windows: number[] = [];
+    let visits = (await get('/me', who)).body.visits as number;
+    for (let i = 0; i < WRITES; i++) {
+      const before = messages.length;
+      // A page view counts a visit: the node that serves it writes the session.
+      const page = await get('/', who);
+      const answered = performance.now();
+      expect(page.status).toBe(200);
+      visits++;
+      await waitUntil(() => messages.length > before, { intervalMs: 1, what: 'the invalidation message' });
+      windows.push(messages[before]! - answered);
+      for (const [node, reply] of await onEveryNode('/me', who)) {
+        expect(reply.body.visits, `visits on ${node} after write ${i + 1} on ${page.node}`).toBe(visits);
+      }
+    }
+    const sorted = windows.sort((a, b) => a - b);
+    console.log(`invalidation: the message reached a subscriber ${sorted[0]!.toFixed(2)} to ${sorted.at(-1)!.toFixed(2)} ms after the write's answer (median ${sorted[Math.floor(sorted.length / 2)]!.toFixed(2)} ms; negative: before it) over ${WRITES} writes`);
+  });
+
+  it('a logout on one node ends the session on every node at once', async () => {
+    const who = await login(cluster.url);
+    for (const reply of (await onEveryNode('/me', who)).values()) expect(reply.status).toBe(200);
+    const before = messages.length;
+    const logout = await get('/logout', who, { method: 'POST' });
+    expect(logout.status).toBe(200);
+    await waitUntil(() => messages.length > before, { intervalMs: 1, what: 'the invalidation message' });
+    for (const [node, reply] of await onEveryNode('/me', who)) {
+      expect(reply.status, node).toBe(401);
+      expect(reply.body.code, node).toBe('ERR_SESSION_INVALID');
+    }
+  });
+
+  it('while Redis is down, every node answers 503 for a session it holds in memory', async () => {
+    const who = await login(cluster.url);
+    for (const reply of (await onEveryNode('/me', who)).values()) expect(reply.status).toBe(200);
+    await cluster.redis.container.stop({ timeout: 0 });
+    await waitUntil(async () => [...(await onEveryNode('/me', who)).values()].every((reply) => reply.status === 503), {
+      what: 'every node to answer 503 for the session',
+    });
+    for (let i = 0; i < 9; i++) {
+      const reply = await get('/me', who);
+      expect(reply.status).toBe(503);
+      expect(reply.body.code).toBe('ERR_SESSION_STORE_UNAVAILABLE');
+    }
+    // Tokens and auth cookies do not need Redis.
+    const token = await request(`${cluster.url}/me`, { headers: credentialHeaders('token', who), signal: AbortSignal.timeout(10_000) });
+    expect(token.status).toBe(200);
+  });
+});
