@@ -161,6 +161,6 @@ async function profile(kind) {
 }
 
 mkdirSync(OUT, { recursive: true });
-execFileSync('docker', ['run', '-d', '--rm', '--name', REDIS_NAME, '-e', `REDIS_PASSWORD=${redisPassword}`, '-p', `127.0.0.1:${REDIS_PORT}:6379`, 'keyfleet/redis:dev'], { stdio: 'ignore' });
+execFileSync('docker', ['run', '-d', '--rm', '--name', REDIS_NAME, '-e', `REDIS_PASSWORD=${redisPassword}`, '-p', `127.0.0.1:${REDIS_PORT}:6379`, `keyfleet/redis:${process.env.KEYFLEET_TAG || 'dev'}`], { stdio: 'ignore' });
 await until('redis', async () => execFileSync('docker', ['exec', REDIS_NAME, 'redis-cli', '--no-auth-warning', '--user', 'keyfleet', '--pass', redisPassword, 'ping']).toString().includes('PONG'));
 for (const kind of kinds) await profile(kind);

@@ -1,7 +1,8 @@
 import { randomBytes } from 'node:crypto';
+import { createRequire } from 'node:module';
 import RedisStore from 'connect-redis';
-import session from 'express-session';
-import type { RequestHandler } from 'express';
+import session, { type SessionData } from 'express-session';
+import type { Request, RequestHandler } from 'express';
 import type { Redis } from 'ioredis';
 import type { RingHolder } from '../keyring/holder.js';
 import type { RingSnapshot } from '../keyring/snapshot.js';
@@ -27,7 +28,32 @@ export interface SessionOptions {
 export type SessionMiddleware = RequestHandler & {
   /** The cached store, when the cache is on (its hit counts are what tests and benches read). */
   readonly store?: CachedSessionStore;
+  /**
+   * Read-only: sets `req.session` to the session the request's `sid` cookie names (a plain
+   * object: nothing may be changed or saved through it), or leaves it unset. What
+   * express-session would load, without its per-request machinery (it wraps the response to
+   * decide whether to save and hashes the session twice): for routes that only read.
+   */
+  read(req: Request): Promise<void>;
 };
+
+// express-session's own cookie parser and signature module (its nested versions), so that the
+// read-only path reads exactly the session id express-session would (index.js getcookie).
+const fromSession = createRequire(createRequire(import.meta.url).resolve('express-session'));
+const cookieParser = fromSession('cookie') as { parse(header: string): Record<string, string | undefined> };
+const signature = fromSession('cookie-signature') as { unsign(value: string, secret: string): string | false };
+
+/** express-session's getcookie() for a request without cookie-parser: the verified id, or undefined. */
+export function sessionIdFromCookie(header: string | undefined, secrets: readonly string[]): string | undefined {
+  if (!header) return undefined;
+  const raw = cookieParser.parse(header)[SESSION_COOKIE];
+  if (!raw || raw.substring(0, 2) !== 's:') return undefined;
+  for (const secret of secrets) {
+    const value = signature.unsign(raw.slice(2), secret);
+    if (value !== false) return value;
+  }
+  return undefined;
+}
 
 /**
  * express-session with a Redis store, an in-memory cache in front of it kept current by
@@ -75,21 +101,38 @@ export function sessionMiddleware(redis: Redis, holder: RingHolder, ttlMs: numbe
     unset: 'destroy',
     cookie: { httpOnly: true, sameSite: 'lax', secure: 'auto', maxAge: ttlMs, path: '/' },
   });
+  const notReady = () => unavailable('ERR_NOT_READY', 'key ring not loaded yet');
+  const storeDown = () => unavailable('ERR_SESSION_STORE_UNAVAILABLE', 'the session store is unavailable');
   const middleware: RequestHandler = (req, res, next) => {
     if (!ready) {
-      next(unavailable('ERR_NOT_READY', 'key ring not loaded yet'));
+      next(notReady());
       return;
     }
     // While Redis is away, say so at once rather than queue behind reconnection attempts,
     // and never answer from the memory copy: it may have missed a change.
     if (redis.status !== 'ready') {
-      next(unavailable('ERR_SESSION_STORE_UNAVAILABLE', 'the session store is unavailable'));
+      next(storeDown());
       return;
     }
     handler(req, res, (error?: unknown) => {
-      if (error) next(unavailable('ERR_SESSION_STORE_UNAVAILABLE', 'the session store is unavailable'));
+      if (error) next(storeDown());
       else next();
     });
   };
-  return Object.assign(middleware, { store: cached });
+  const read = async (req: Request): Promise<void> => {
+    if (!ready) throw notReady();
+    if (redis.status !== 'ready') throw storeDown();
+    const sid = sessionIdFromCookie(req.headers.cookie, secrets);
+    if (sid === undefined) return;
+    const data = await new Promise<SessionData | null | undefined>((resolve, reject) =>
+      store.get(sid, (error: unknown, value?: SessionData | null) =>
+        // express-session: ENOENT is "no session", any other error fails the request.
+        error && (error as { code?: string }).code !== 'ENOENT' ? reject(storeDown()) : resolve(error ? null : value),
+      ),
+    );
+    if (!data) return;
+    req.sessionID = sid;
+    (req as { session?: unknown }).session = data;
+  };
+  return Object.assign(middleware, { store: cached, read });
 }
