@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto';
+import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import { createRequire } from 'node:module';
 import RedisStore from 'connect-redis';
 import session, { type SessionData } from 'express-session';
@@ -37,11 +37,24 @@ export type SessionMiddleware = RequestHandler & {
   read(req: Request): Promise<void>;
 };
 
-// express-session's own cookie parser and signature module (its nested versions), so that the
-// read-only path reads exactly the session id express-session would (index.js getcookie).
+// express-session's own cookie parser (its nested version), so that the read-only path reads
+// exactly the cookie value express-session would (index.js getcookie).
 const fromSession = createRequire(createRequire(import.meta.url).resolve('express-session'));
 const cookieParser = fromSession('cookie') as { parse(header: string): Record<string, string | undefined> };
-const signature = fromSession('cookie-signature') as { unsign(value: string, secret: string): string | false };
+
+/**
+ * cookie-signature's unsign (1.0.7, what express-session uses): `value` is `id.mac`, mac the
+ * unpadded base64 HMAC-SHA256 of id. It compares SHA-1 digests of the expected and given
+ * strings; equal exactly when the strings are, so this compares them once, in constant time.
+ */
+export function unsignCookie(value: string, secret: string): string | false {
+  const dot = value.lastIndexOf('.');
+  if (dot < 0) return false;
+  const id = value.slice(0, dot);
+  const expected = Buffer.from(createHmac('sha256', secret).update(id).digest('base64').replace(/=+$/, ''));
+  const given = Buffer.from(value.slice(dot + 1));
+  return expected.length === given.length && timingSafeEqual(expected, given) ? id : false;
+}
 
 /** express-session's getcookie() for a request without cookie-parser: the verified id, or undefined. */
 export function sessionIdFromCookie(header: string | undefined, secrets: readonly string[]): string | undefined {
@@ -49,7 +62,7 @@ export function sessionIdFromCookie(header: string | undefined, secrets: readonl
   const raw = cookieParser.parse(header)[SESSION_COOKIE];
   if (!raw || raw.substring(0, 2) !== 's:') return undefined;
   for (const secret of secrets) {
-    const value = signature.unsign(raw.slice(2), secret);
+    const value = unsignCookie(raw.slice(2), secret);
     if (value !== false) return value;
   }
   return undefined;
@@ -124,8 +137,9 @@ export function sessionMiddleware(redis: Redis, holder: RingHolder, ttlMs: numbe
     if (redis.status !== 'ready') throw storeDown();
     const sid = sessionIdFromCookie(req.headers.cookie, secrets);
     if (sid === undefined) return;
-    const data = await new Promise<SessionData | null | undefined>((resolve, reject) =>
-      store.get(sid, (error: unknown, value?: SessionData | null) =>
+    const get = cached ? cached.getFrozen.bind(cached) : store.get.bind(store);
+    const data = await new Promise<Readonly<SessionData> | null | undefined>((resolve, reject) =>
+      get(sid, (error: unknown, value?: Readonly<SessionData> | null) =>
         // express-session: ENOENT is "no session", any other error fails the request.
         error && (error as { code?: string }).code !== 'ENOENT' ? reject(storeDown()) : resolve(error ? null : value),
       ),

@@ -40,9 +40,21 @@ export const DEFAULT_SESSION_CACHE_OPTIONS: SessionCacheOptions = {
 };
 
 interface Entry {
-  /** The session as JSON: every read gets its own copy (express-session mutates what it gets). */
+  /** The digest the channel names it by. */
+  id: string;
+  /** The session as JSON: every get() has its own copy (express-session mutates what it gets). */
   text: string;
+  /** One deep-frozen copy for read-only callers (getFrozen). */
+  frozen: Readonly<SessionData>;
   expiresAt: number;
+}
+
+function deepFreeze<T>(value: T): T {
+  if (typeof value === 'object' && value !== null) {
+    for (const inner of Object.values(value)) deepFreeze(inner);
+    Object.freeze(value);
+  }
+  return value;
 }
 
 type Callback<T = void> = (error?: unknown, value?: T | null) => void;
@@ -59,7 +71,9 @@ export interface SessionCacheStats {
 
 /** A session.Store that answers from memory when it safely can and from `inner` otherwise. */
 export class CachedSessionStore extends session.Store {
+  /** By session id; `ids` maps the digests that messages carry back to session ids. */
   private readonly entries = new Map<string, Entry>();
+  private readonly ids = new Map<string, string>();
   private readonly options: SessionCacheOptions;
   private generation = 0;
   private live = false;
@@ -112,48 +126,88 @@ export class CachedSessionStore extends session.Store {
   private forgetAll(): void {
     this.generation++;
     this.entries.clear();
+    this.ids.clear();
   }
 
+  private drop(sid: string): void {
+    const entry = this.entries.get(sid);
+    if (entry === undefined) return;
+    this.entries.delete(sid);
+    this.ids.delete(entry.id);
+  }
+
+  /** `id`: the digest a message carries. */
   private invalidate(id: string): void {
     this.generation++;
     this.stats.invalidations++;
-    this.entries.delete(id);
+    const sid = this.ids.get(id);
+    if (sid !== undefined) this.drop(sid);
+  }
+
+  /** The entry for `sid` if it may be served now (and marks it most recently used). */
+  private fresh(sid: string, now: number): Entry | undefined {
+    const entry = this.entries.get(sid);
+    if (entry === undefined) return undefined;
+    this.entries.delete(sid);
+    if (!this.live || now >= entry.expiresAt) {
+      this.ids.delete(entry.id);
+      return undefined;
+    }
+    this.entries.set(sid, entry); // most recently used last
+    this.stats.hits++;
+    return entry;
   }
 
   override get(sid: string, callback: Callback<SessionData>): void {
-    const id = digest(sid);
     const now = this.options.now();
-    const entry = this.entries.get(id);
+    const entry = this.fresh(sid, now);
     if (entry !== undefined) {
-      this.entries.delete(id);
-      if (this.live && now < entry.expiresAt) {
-        this.entries.set(id, entry); // most recently used last
-        this.stats.hits++;
-        callback(null, JSON.parse(entry.text) as SessionData);
-        return;
-      }
+      callback(null, JSON.parse(entry.text) as SessionData);
+      return;
     }
+    this.readThrough(sid, now, callback);
+  }
+
+  /**
+   * Like get(), for callers that only read: a hit answers with one deep-frozen copy shared by
+   * every such caller (no parse per request); a miss with the store's own fresh object.
+   */
+  getFrozen(sid: string, callback: Callback<Readonly<SessionData>>): void {
+    const now = this.options.now();
+    const entry = this.fresh(sid, now);
+    if (entry !== undefined) {
+      callback(null, entry.frozen);
+      return;
+    }
+    this.readThrough(sid, now, callback);
+  }
+
+  private readThrough(sid: string, now: number, callback: Callback<SessionData>): void {
     this.stats.misses++;
     const generation = this.generation;
     this.inner.get(sid, (error, data) => {
       if (error) return callback(error);
-      if (data && this.live && generation === this.generation) this.remember(id, data, now);
+      if (data && this.live && generation === this.generation) this.remember(sid, data, now);
       callback(null, data ?? null);
     });
   }
 
-  private remember(id: string, data: SessionData, now: number): void {
+  private remember(sid: string, data: SessionData, now: number): void {
     const { maxEntries, maxAgeMs } = this.options;
     if (maxEntries <= 0) return;
     const cookieExpires = data.cookie?.expires ? new Date(data.cookie.expires).getTime() : Number.POSITIVE_INFINITY;
     const expiresAt = Math.min(now + maxAgeMs, Number.isNaN(cookieExpires) ? now : cookieExpires);
     if (expiresAt <= now) return;
+    this.drop(sid);
     while (this.entries.size >= maxEntries) {
       const oldest = this.entries.keys().next();
       if (oldest.done) break;
-      this.entries.delete(oldest.value);
+      this.drop(oldest.value);
     }
-    this.entries.set(id, { text: JSON.stringify(data), expiresAt });
+    const text = JSON.stringify(data);
+    const id = digest(sid);
+    this.entries.set(sid, { id, text, frozen: deepFreeze(JSON.parse(text) as SessionData), expiresAt });
+    this.ids.set(id, sid);
   }
 
   override set(sid: string, data: SessionData, callback?: Callback): void {
@@ -173,8 +227,10 @@ export class CachedSessionStore extends session.Store {
   private write(sid: string, run: (done: (error?: unknown) => void) => void, callback: Callback = () => undefined): void {
     const id = digest(sid);
     this.invalidate(id);
+    this.drop(sid);
     run((error?: unknown) => {
       this.invalidate(id);
+      this.drop(sid);
       if (error) return callback(error);
       this.publisher.publish(SESSION_CHANNEL, id).then(
         () => callback(),

@@ -152,7 +152,7 @@ const lastMessage = (redis: FakeRedis) => redis.published.at(-1)![1];
 
 describe('CachedSessionStore', () => {
   it('subscribes, then answers an unchanged session from memory, a fresh copy each time', async () => {
-    const { inner, redis, get, put } = cachedStore();
+    const { store, inner, redis, get, put } = cachedStore();
     await new Promise((resolve) => setImmediate(resolve));
     expect(redis.subscriber.subscribed).toEqual([SESSION_CHANNEL]);
     await put('s1', { ...day(), user: 'alice' });
@@ -160,6 +160,13 @@ describe('CachedSessionStore', () => {
     const second = await get('s1');
     expect(second).toEqual(first);
     expect(second).not.toBe(first);
+    expect(inner.reads).toBe(1);
+    // Read-only callers share one deep-frozen copy.
+    const frozen = () => new Promise<unknown>((resolve) => store.getFrozen('s1', (_error, data) => resolve(data)));
+    const [a, b] = [await frozen(), await frozen()];
+    expect(a).toBe(b);
+    expect(a).toEqual(first);
+    expect(Object.isFrozen(a) && Object.isFrozen((a as { cookie: object }).cookie)).toBe(true);
     expect(inner.reads).toBe(1);
   });
 
