@@ -170,12 +170,21 @@ class Cluster {
     const worker = async () => {
       while (started < n) {
         started++;
-        const reply = await fetch(`${this.url}/login`, {
-          method: 'POST',
-          headers: { 'content-type': 'application/json' },
-          body: JSON.stringify({ username: 'bench', password: 'bench-password' }),
-          signal: AbortSignal.timeout(15_000),
-        });
+        // A connection the balancer closed under load fails the fetch: try that login again.
+        let reply;
+        for (let attempt = 1; !reply; attempt++) {
+          try {
+            reply = await fetch(`${this.url}/login`, {
+              method: 'POST',
+              headers: { 'content-type': 'application/json' },
+              body: JSON.stringify({ username: 'bench', password: 'bench-password' }),
+              signal: AbortSignal.timeout(15_000),
+            });
+          } catch (error) {
+            if (attempt >= 5) throw error;
+            await sleep(100 * attempt);
+          }
+        }
         if (reply.status !== 200) throw new Error(`${this.project}: bench login answered ${reply.status} (${await reply.text()})`);
         const body = await reply.json();
         const cookies = reply.headers.getSetCookie().map((line) => line.split(';')[0]);
