@@ -17,6 +17,11 @@ import { PREFIX } from '../lib/redisKeys.js';
 // - copies are served only while this node's subscription is live: the moment its pub/sub
 //   connection drops, every copy goes, and none is made again until it has resubscribed (a
 //   message sent meanwhile is lost, so nothing from before may be trusted);
+// - and only while Redis has answered on that connection within `livenessMs` (a PING every
+//   `pingIntervalMs`): a connection that silently stops delivering (a network partition
+//   between this node and Redis, no reset) would otherwise look live forever, and this node
+//   would keep serving copies another node has since changed. After `livenessMs` of silence
+//   the node reads from Redis again, which fails (a 503) while it cannot reach it;
 // - bounded: `maxEntries` (least recently used first out) and `maxAgeMs` after the read, and
 //   never past the session's own cookie expiry. The age bound covers writes that bypass the
 //   store (someone editing Redis by hand): they show within `maxAgeMs`.
@@ -30,12 +35,17 @@ export const SESSION_CHANNEL = `${PREFIX}sess:changed`;
 export interface SessionCacheOptions {
   maxEntries: number;
   maxAgeMs: number;
+  /** Copies are served only if Redis answered on the pub/sub connection this recently. */
+  livenessMs: number;
+  pingIntervalMs: number;
   now: () => number;
 }
 
 export const DEFAULT_SESSION_CACHE_OPTIONS: SessionCacheOptions = {
   maxEntries: 10_000,
   maxAgeMs: 60_000,
+  livenessMs: 1_000,
+  pingIntervalMs: 250,
   now: Date.now,
 };
 
@@ -78,6 +88,10 @@ export class CachedSessionStore extends session.Store {
   private generation = 0;
   private live = false;
   private closed = false;
+  /** When Redis last answered on the pub/sub connection (a message, a pong, a subscribe). */
+  private lastContact = Number.NEGATIVE_INFINITY;
+  private pinging = false;
+  private readonly timer: NodeJS.Timeout;
   readonly stats = { hits: 0, misses: 0, invalidations: 0 };
 
   /**
@@ -93,8 +107,11 @@ export class CachedSessionStore extends session.Store {
     super();
     this.options = { ...DEFAULT_SESSION_CACHE_OPTIONS, ...options };
     subscriber.on('message', (channel: string, message: string) => {
+      this.lastContact = this.options.now();
       if (channel === SESSION_CHANNEL) this.invalidate(message);
     });
+    this.timer = setInterval(() => this.ping(), this.options.pingIntervalMs);
+    this.timer.unref();
     subscriber.on('ready', () => void this.subscribe());
     for (const event of ['close', 'reconnecting', 'end']) subscriber.on(event, () => this.goDark());
     // A connection error is followed by 'close'; this only keeps ioredis from printing it.
@@ -116,6 +133,24 @@ export class CachedSessionStore extends session.Store {
     // Anything cached before may have missed a message while the subscription was down.
     this.forgetAll();
     this.live = this.subscriber.status === 'ready' && !this.closed;
+    this.lastContact = this.options.now();
+  }
+
+  private ping(): void {
+    if (!this.live || this.pinging) return;
+    this.pinging = true;
+    this.subscriber.ping().then(
+      () => {
+        this.pinging = false;
+        this.lastContact = this.options.now();
+      },
+      () => (this.pinging = false),
+    );
+  }
+
+  /** Live, and heard from Redis recently enough that no message can be missing. */
+  private trusted(now: number): boolean {
+    return this.live && now - this.lastContact <= this.options.livenessMs;
   }
 
   private goDark(): void {
@@ -149,7 +184,7 @@ export class CachedSessionStore extends session.Store {
     const entry = this.entries.get(sid);
     if (entry === undefined) return undefined;
     this.entries.delete(sid);
-    if (!this.live || now >= entry.expiresAt) {
+    if (!this.trusted(now) || now >= entry.expiresAt) {
       this.ids.delete(entry.id);
       return undefined;
     }
@@ -187,7 +222,7 @@ export class CachedSessionStore extends session.Store {
     const generation = this.generation;
     this.inner.get(sid, (error, data) => {
       if (error) return callback(error);
-      if (data && this.live && generation === this.generation) this.remember(sid, data, now);
+      if (data && this.trusted(now) && generation === this.generation) this.remember(sid, data, now);
       callback(null, data ?? null);
     });
   }
@@ -242,6 +277,7 @@ export class CachedSessionStore extends session.Store {
   /** Stops the subscription connection; the store keeps working without the memory copy. */
   close(): void {
     this.closed = true;
+    clearInterval(this.timer);
     this.goDark();
     this.subscriber.disconnect();
   }

@@ -21,6 +21,12 @@ class FakeSubscriber extends EventEmitter {
     this.subscribed.push(channel);
     return 1;
   }
+  pings = 0;
+  answering = true;
+  ping() {
+    this.pings++;
+    return this.answering ? Promise.resolve('PONG') : new Promise<string>(() => undefined);
+  }
   disconnect() {
     this.status = 'end';
     this.emit('close');
@@ -135,11 +141,11 @@ class CountingStore extends session.MemoryStore {
   }
 }
 
-function cachedStore(options: Partial<{ maxEntries: number; maxAgeMs: number }> = {}) {
+function cachedStore(options: Partial<{ maxEntries: number; maxAgeMs: number; livenessMs: number; pingIntervalMs: number }> = {}) {
   const inner = new CountingStore();
   const redis = new FakeRedis();
   const clock = new FakeClock(Date.now());
-  const store = new CachedSessionStore(inner, redis as unknown as Redis, redis.subscriber as unknown as Redis, { ...options, now: () => clock.now() });
+  const store = new CachedSessionStore(inner, redis as unknown as Redis, redis.subscriber as unknown as Redis, { livenessMs: Infinity, ...options, now: () => clock.now() });
   const get = (sid: string) => new Promise<SessionData | null | undefined>((resolve, reject) => store.get(sid, (error, data) => (error ? reject(error) : resolve(data))));
   const set = (sid: string, data: SessionData) => new Promise<void>((resolve, reject) => store.set(sid, data, (error) => (error ? reject(error) : resolve())));
   const destroy = (sid: string) => new Promise<void>((resolve, reject) => store.destroy(sid, (error) => (error ? reject(error) : resolve())));
@@ -260,6 +266,33 @@ describe('CachedSessionStore', () => {
     await get('b');
     await get('a');
     expect(inner.reads).toBe(6);
+  });
+
+  it('serves nothing from memory once Redis has been silent on the pub/sub connection for livenessMs', async () => {
+    const { store, inner, redis, clock, get, put } = cachedStore({ livenessMs: 1_000, pingIntervalMs: 10 });
+    await new Promise((resolve) => setImmediate(resolve));
+    await put('s1', { ...day(), user: 'alice' });
+    await get('s1');
+    clock.advance(1_000);
+    await get('s1');
+    expect(inner.reads).toBe(1);
+    // A partition: the connection stays "ready", but nothing comes back any more.
+    redis.subscriber.answering = false;
+    clock.advance(1);
+    await get('s1');
+    await get('s1');
+    expect(inner.reads).toBe(3);
+    // Pongs again: trusted again (after the pending ping is abandoned on reconnection).
+    redis.subscriber.answering = true;
+    redis.subscriber.drop();
+    await redis.subscriber.reconnect();
+    const pinged = redis.subscriber.pings;
+    for (let i = 0; i < 200 && redis.subscriber.pings === pinged; i++) await new Promise((resolve) => setTimeout(resolve, 5)); // the interval's next ping
+    expect(redis.subscriber.pings).toBeGreaterThan(pinged);
+    await get('s1');
+    await get('s1');
+    expect(inner.reads).toBe(4);
+    store.close();
   });
 
   it('a failed announcement fails the write', async () => {
