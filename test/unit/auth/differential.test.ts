@@ -455,6 +455,7 @@ describe('node:crypto verification agrees with jose (the oracle)', () => {
       }),
       { numRuns: TOKEN_RUNS },
     );
+    if (process.env.SHOW_OUTCOMES) console.log(JSON.stringify([...seen])); // SHOW_OUTCOMES=1: how often each outcome came up
     // The generators reach every outcome, each often enough to matter.
     for (const code of ['OK', 'ERR_TOKEN_TOO_LARGE', 'ERR_TOKEN_MALFORMED', 'ERR_TOKEN_ALG', 'ERR_TOKEN_KEY', 'ERR_TOKEN_INVALID', 'ERR_TOKEN_CLAIMS', 'ERR_TOKEN_EXPIRED']) {
       expect(seen.get(code) ?? 0, `${code} in ${JSON.stringify([...seen])}`).toBeGreaterThan(100);
@@ -474,6 +475,7 @@ describe('node:crypto verification agrees with jose (the oracle)', () => {
       }),
       { numRuns: COOKIE_RUNS },
     );
+    if (process.env.SHOW_OUTCOMES) console.log(JSON.stringify([...seen]));
     for (const code of ['OK', 'ERR_COOKIE_TOO_LARGE', 'ERR_COOKIE_MALFORMED', 'ERR_COOKIE_KEY', 'ERR_COOKIE_INVALID', 'ERR_COOKIE_CLAIMS', 'ERR_COOKIE_EXPIRED']) {
       expect(seen.get(code) ?? 0, `${code} in ${JSON.stringify([...seen])}`).toBeGreaterThan(100);
     }
