@@ -1,7 +1,11 @@
 #!/usr/bin/env node
 // CPU profile of one keyfleet node under load, per request kind: where a request's time goes.
 //
-//   node scripts/profile.mjs [healthz|token|cookie|session ...] [--seconds 8] [--connections 16]
+//   node scripts/profile.mjs [healthz|token|cookie|session|token-cold|cookie-cold|session-cold ...]
+//                            [--seconds 8] [--connections 16] [--cold-credentials 12000]
+//
+// *-cold kinds cycle through --cold-credentials distinct logins of a cheap-hash account
+// (more than the node's caches hold, so every request is a full check).
 //
 // Starts a throwaway Redis container on a loopback port (keyfleet/redis:dev, run
 // scripts/bootstrap.sh first), then for each kind: starts `node --cpu-prof dist/server.js` on
@@ -25,6 +29,7 @@ const opt = (name, fallback) => {
   return Number(value);
 };
 const SECONDS = opt('seconds', 8);
+const COLD = opt('cold-credentials', 12_000);
 const CONNECTIONS = opt('connections', 16);
 const kinds = args.length > 0 ? args : ['healthz', 'token', 'cookie'];
 const REDIS_PORT = 16379 + Math.floor(Math.random() * 1000);
@@ -32,7 +37,8 @@ const NODE_PORT = 13000 + Math.floor(Math.random() * 1000);
 const REDIS_NAME = `kfprof-redis-${process.pid}`;
 const OUT = join(ROOT, 'bench', 'profiles');
 // demo / demo-password, as in compose.yaml
-const USERS = 'demo=scrypt.32768.8.1.-EwYznCYdhMgxYnKdWk4TQ.W_1e2_xu7FQ2CGPBfzMw-CKMmpQJMlKXDxslLq8hvZE';
+// and bench / bench-password with a cheap hash, as in bench/compose.bench.yaml (cold kinds)
+const USERS = 'demo=scrypt.32768.8.1.-EwYznCYdhMgxYnKdWk4TQ.W_1e2_xu7FQ2CGPBfzMw-CKMmpQJMlKXDxslLq8hvZE,bench=scrypt.1024.1.1.Lm-XDVwwJzLviBAFVD0MkA.-5rY77VPkSryWPbpsp90BR-7AfRXom3yduDxj0Pvrj4';
 
 const sleep = (ms) => new Promise((done) => setTimeout(done, ms));
 const redisPassword = randomBytes(18).toString('base64url');
@@ -57,11 +63,11 @@ async function until(what, fn, ms = 30_000) {
   }
 }
 
-function startNode(kind) {
+function startNode(kind, { profiled = true } = {}) {
   const dir = join(OUT, `.${kind}`);
   rmSync(dir, { recursive: true, force: true });
   mkdirSync(dir, { recursive: true });
-  const child = spawn(process.execPath, ['--cpu-prof', '--cpu-prof-dir', dir, 'dist/server.js'], {
+  const child = spawn(process.execPath, [...(profiled ? ['--cpu-prof', '--cpu-prof-dir', dir] : []), 'dist/server.js'], {
     cwd: ROOT,
     env: {
       ...process.env,
@@ -76,6 +82,23 @@ function startNode(kind) {
     stdio: ['ignore', 'inherit', 'inherit'],
   });
   return { child, dir };
+}
+
+async function coldCredentials(base, kind, n) {
+  const list = [];
+  let started = 0;
+  const worker = async () => {
+    while (started < n) {
+      started++;
+      const reply = await fetch(`${base}/login`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ username: 'bench', password: 'bench-password' }), signal: AbortSignal.timeout(15_000) });
+      if (!reply.ok) throw new Error(`login: ${reply.status}`);
+      const { token } = await reply.json();
+      const cookies = reply.headers.getSetCookie().map((line) => line.split(';')[0]);
+      list.push(kind === 'token-cold' ? { authorization: `Bearer ${token}` } : { cookie: cookies.find((c) => c.startsWith(kind === 'cookie-cold' ? 'auth=' : 'sid=')) });
+    }
+  };
+  await Promise.all(Array.from({ length: 16 }, worker));
+  return list;
 }
 
 async function credentials(base) {
@@ -95,8 +118,15 @@ async function credentials(base) {
   };
 }
 
-const load = (url, headers, duration) =>
-  autocannon({ url, headers, connections: CONNECTIONS, duration, pipelining: 1 });
+let cursor = 0;
+const load = (url, list, duration) =>
+  autocannon({
+    url,
+    requests: [{ method: 'GET', setupRequest: (request) => ({ ...request, headers: { ...request.headers, ...list[cursor++ % list.length] } }) }],
+    connections: CONNECTIONS,
+    duration,
+    pipelining: 1,
+  });
 
 /** Self time per function, and the share of samples with a frame of each package on the stack. */
 function summarize(file) {
@@ -137,13 +167,27 @@ function summarize(file) {
 
 const results = {};
 async function profile(kind) {
-  const { child, dir } = startNode(kind);
   const base = `http://127.0.0.1:${NODE_PORT}`;
-  await until('node ready', async () => (await fetch(`${base}/healthz`)).status === 200);
-  const creds = await credentials(base);
-  const { path, headers } = creds[kind];
-  await load(`${base}${path}`, headers, 2); // warm up
-  const result = await load(`${base}${path}`, headers, SECONDS);
+  const ready = () => until('node ready', async () => (await fetch(`${base}/healthz`, { signal: AbortSignal.timeout(2000) })).status === 200);
+  let path;
+  let list;
+  if (kind.endsWith('-cold')) {
+    // The logins on a node of their own, not profiled; the ring and sessions stay in Redis.
+    const minter = startNode(`${kind}-logins`, { profiled: false });
+    await ready();
+    [path, list] = ['/me', await coldCredentials(base, kind, COLD)];
+    minter.child.kill('SIGTERM');
+    await new Promise((done) => minter.child.once('exit', done));
+    rmSync(minter.dir, { recursive: true, force: true });
+  }
+  const { child, dir } = startNode(kind);
+  await ready();
+  if (!list) {
+    const creds = await credentials(base);
+    [path, list] = [creds[kind].path, [creds[kind].headers]];
+  }
+  await load(`${base}${path}`, list, 2); // warm up
+  const result = await load(`${base}${path}`, list, SECONDS);
   child.kill('SIGTERM');
   await new Promise((done) => child.once('exit', done));
   const [file] = readdirSync(dir).filter((name) => name.endsWith('.cpuprofile'));
@@ -161,6 +205,6 @@ async function profile(kind) {
 }
 
 mkdirSync(OUT, { recursive: true });
-execFileSync('docker', ['run', '-d', '--rm', '--name', REDIS_NAME, '-e', `REDIS_PASSWORD=${redisPassword}`, '-p', `127.0.0.1:${REDIS_PORT}:6379`, 'keyfleet/redis:dev'], { stdio: 'ignore' });
+execFileSync('docker', ['run', '-d', '--rm', '--name', REDIS_NAME, '-e', `REDIS_PASSWORD=${redisPassword}`, '-p', `127.0.0.1:${REDIS_PORT}:6379`, `keyfleet/redis:${process.env.KEYFLEET_TAG || 'dev'}`], { stdio: 'ignore' });
 await until('redis', async () => execFileSync('docker', ['exec', REDIS_NAME, 'redis-cli', '--no-auth-warning', '--user', 'keyfleet', '--pass', redisPassword, 'ping']).toString().includes('PONG'));
 for (const kind of kinds) await profile(kind);

@@ -1,22 +1,23 @@
 import { KeyObject } from 'node:crypto';
-import { EncryptJWT, decodeProtectedHeader, jwtDecrypt } from 'jose';
-import { resolveVerifier, type RingHolder } from '../keyring/holder.js';
+import { EncryptJWT, jwtDecrypt } from 'jose';
+import type { RingHolder } from '../keyring/holder.js';
 import type { LiveKey, RingSnapshot } from '../keyring/snapshot.js';
 import { ALGORITHMS } from '../keyring/types.js';
 import { unauthorized, unavailable } from '../lib/errors.js';
-import { AUDIENCE, ISSUER, MAX_TOKEN_BYTES } from './claims.js';
-import { joseToHttp, type MintOptions, type VerifyOptions } from './tokens.js';
-import { verifyCacheFor } from './verifyCache.js';
+import { AUDIENCE, ISSUER } from './claims.js';
+import { decryptDirA256GcmJwe, keyObjectOf } from './fastVerify.js';
+import { joseToHttp, type MintOptions } from './tokens.js';
+import { verifyCredential, type CredentialKind, type VerifierKey, type VerifyOptions } from './verifyCredential.js';
 
 export const AUTH_COOKIE = 'auth';
 
 // The `auth` cookie is a JWE (dir + A256GCM) under the ring's active `encrypt` key: the
-// browser holds the whole session state, so it survives a Redis outage.
+// browser holds the whole session state, so it survives a Redis outage. jose seals it; it is
+// opened with node:crypto (fastVerify.ts), so cookies sealed before that change open as before.
 const KEY_MANAGEMENT = 'dir';
 
-// The ring holds the `encrypt` key as a KeyObject; given one, jose exports the raw bytes and
-// imports a fresh WebCrypto key on every call (the cookie profile in docs/performance.md).
-// Imported once per key object instead, non-extractable, for AES-GCM only.
+// For sealing with jose: given a KeyObject, jose exports the raw bytes and imports a fresh
+// WebCrypto key on every call. Imported once per key object instead, non-extractable.
 const imported = new WeakMap<object, Promise<CryptoKey>>();
 function aesKey(secret: LiveKey['secret']): Promise<CryptoKey> | CryptoKey {
   if (!(secret instanceof KeyObject)) return secret as CryptoKey;
@@ -43,36 +44,32 @@ export async function sealAuthCookie(ring: RingSnapshot, { user, ttlMs, now }: M
     .encrypt(await aesKey(key.secret));
 }
 
-export async function openAuthCookie(holder: RingHolder, value: string, { now, clockSkewMs }: VerifyOptions): Promise<string> {
-  if (value.length > MAX_TOKEN_BYTES) throw unauthorized('ERR_COOKIE_TOO_LARGE', 'cookie too large');
-  // Seen and fully checked before, not past its exp, key still in the ring (verifyCache.ts).
-  const cache = verifyCacheFor(holder, 'encrypt');
-  const cached = cache.get(value, holder.current, now);
-  if (cached !== undefined) return cached;
-  let kid: string | undefined;
-  try {
-    const header = decodeProtectedHeader(value);
-    if (header.alg !== KEY_MANAGEMENT || header.enc !== ALGORITHMS.encrypt) throw new Error('algorithm');
-    kid = header.kid;
-  } catch {
-    throw unauthorized('ERR_COOKIE_MALFORMED', 'malformed auth cookie');
-  }
-  const key = await resolveVerifier(holder, 'encrypt', kid);
-  if (!key) throw unauthorized('ERR_COOKIE_KEY', 'cookie key unknown or revoked');
-  try {
-    const { payload } = await jwtDecrypt(value, await aesKey(key.secret), {
-      keyManagementAlgorithms: [KEY_MANAGEMENT],
-      contentEncryptionAlgorithms: [ALGORITHMS.encrypt],
-      issuer: ISSUER,
-      audience: AUDIENCE,
-      clockTolerance: Math.floor(clockSkewMs / 1000),
-      currentDate: new Date(now),
-      requiredClaims: ['sub', 'exp', 'iat'],
-    });
-    const user = payload.sub as string;
-    cache.set(value, { user, kid: key.meta.kid, key: key.secret, exp: payload.exp!, nbf: payload.nbf, clockSkewMs }, now);
-    return user;
-  } catch (error) {
-    throw joseToHttp(error, 'COOKIE');
-  }
+/** jose's check of a cookie, with the options keyfleet has always used (and the oracle's). */
+export async function joseOpenCookie(value: string, key: VerifierKey, { now, clockSkewMs }: VerifyOptions) {
+  const { payload } = await jwtDecrypt(value, await aesKey(key), {
+    keyManagementAlgorithms: [KEY_MANAGEMENT],
+    contentEncryptionAlgorithms: [ALGORITHMS.encrypt],
+    issuer: ISSUER,
+    audience: AUDIENCE,
+    clockTolerance: Math.floor(clockSkewMs / 1000),
+    currentDate: new Date(now),
+    requiredClaims: ['sub', 'exp', 'iat'],
+  });
+  return payload as Record<string, unknown>;
+}
+
+export const AUTH_COOKIE_KIND: CredentialKind = {
+  purpose: 'encrypt',
+  name: 'COOKIE',
+  messages: { tooLarge: 'cookie too large', malformed: 'malformed auth cookie', key: 'cookie key unknown or revoked' },
+  checkHeader(header) {
+    if (header.alg !== KEY_MANAGEMENT || header.enc !== ALGORITHMS.encrypt) throw unauthorized('ERR_COOKIE_MALFORMED', 'malformed auth cookie');
+  },
+  verifierOf: (key) => (typeof key.secret === 'string' ? undefined : key.secret),
+  fast: (parts, header, key, options) => decryptDirA256GcmJwe(parts, header, keyObjectOf(key), options),
+  jose: (value, key, options) => joseOpenCookie(value, key, options).catch((error: unknown) => Promise.reject(joseToHttp(error, 'COOKIE'))),
+};
+
+export function openAuthCookie(holder: RingHolder, value: string, options: VerifyOptions): Promise<string> {
+  return verifyCredential(AUTH_COOKIE_KIND, holder, value, options);
 }

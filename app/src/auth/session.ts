@@ -1,10 +1,14 @@
+import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import { createRequire } from 'node:module';
 import RedisStore from 'connect-redis';
-import session from 'express-session';
-import type { RequestHandler } from 'express';
+import session, { type SessionData } from 'express-session';
+import type { Request, RequestHandler } from 'express';
 import type { Redis } from 'ioredis';
 import type { RingHolder } from '../keyring/holder.js';
+import type { RingSnapshot } from '../keyring/snapshot.js';
 import { unavailable } from '../lib/errors.js';
 import { redisKeys } from '../lib/redisKeys.js';
+import { CachedSessionStore, type SessionCacheOptions } from './sessionCache.js';
 
 export const SESSION_COOKIE = 'sid';
 
@@ -16,40 +20,133 @@ declare module 'express-session' {
   }
 }
 
+export interface SessionOptions {
+  /** The in-memory session cache (sessionCache.ts): on by default; false turns it off. */
+  cache?: Partial<SessionCacheOptions> | false;
+}
+
+export type SessionMiddleware = RequestHandler & {
+  /** The cached store, when the cache is on (its hit counts are what tests and benches read). */
+  readonly store?: CachedSessionStore;
+  /**
+   * Read-only: sets `req.session` to the session the request's `sid` cookie names (a plain
+   * object: nothing may be changed or saved through it), or leaves it unset. What
+   * express-session would load, without its per-request machinery (it wraps the response to
+   * decide whether to save and hashes the session twice): for routes that only read.
+   */
+  read(req: Request): Promise<void>;
+};
+
+// express-session's own cookie parser (its nested version), so that the read-only path reads
+// exactly the cookie value express-session would (index.js getcookie).
+const fromSession = createRequire(createRequire(import.meta.url).resolve('express-session'));
+const cookieParser = fromSession('cookie') as { parse(header: string): Record<string, string | undefined> };
+
 /**
- * express-session with a Redis store and the `sid` cookie signed by the ring's `cookie`
- * keys. express-session keeps the array it is given and reads it on every request
- * (index.js: `var secrets = secret || [req.secret]`), so the array is updated in place when
- * the ring changes: the active key signs, every key that still verifies is accepted.
+ * cookie-signature's unsign (1.0.7, what express-session uses): `value` is `id.mac`, mac the
+ * unpadded base64 HMAC-SHA256 of id. It compares SHA-1 digests of the expected and given
+ * strings; equal exactly when the strings are, so this compares them once, in constant time.
+ */
+export function unsignCookie(value: string, secret: string): string | false {
+  const dot = value.lastIndexOf('.');
+  if (dot < 0) return false;
+  const id = value.slice(0, dot);
+  const expected = Buffer.from(createHmac('sha256', secret).update(id).digest('base64').replace(/=+$/, ''));
+  const given = Buffer.from(value.slice(dot + 1));
+  return expected.length === given.length && timingSafeEqual(expected, given) ? id : false;
+}
+
+/** express-session's getcookie() for a request without cookie-parser: the verified id, or undefined. */
+export function sessionIdFromCookie(header: string | undefined, secrets: readonly string[]): string | undefined {
+  if (!header) return undefined;
+  const raw = cookieParser.parse(header)[SESSION_COOKIE];
+  if (!raw || raw.substring(0, 2) !== 's:') return undefined;
+  for (const secret of secrets) {
+    const value = unsignCookie(raw.slice(2), secret);
+    if (value !== false) return value;
+  }
+  return undefined;
+}
+
+/**
+ * express-session with a Redis store, an in-memory cache in front of it kept current by
+ * pub/sub (sessionCache.ts), and the `sid` cookie signed by the ring's `cookie` keys.
+ * express-session keeps the array it is given and reads it on every request (index.js:
+ * `var secrets = secret || [req.secret]`), so the array is updated in place when the ring
+ * changes: the active key signs, every key that still verifies is accepted.
+ *
+ * Until the ring has given a cookie key, every request here is a 503 ERR_NOT_READY: nothing
+ * is signed or accepted with a stand-in secret. (express-session needs some secret when it is
+ * built; the stand-in is random and never used, since no request reaches it before the ring.)
  *
  * Mounted only on routes that need a session, so token and `auth` cookie requests never
  * touch Redis. A store failure becomes a 503, never a 500.
  */
-export function sessionMiddleware(redis: Redis, holder: RingHolder, ttlMs: number): RequestHandler {
-  const secrets: string[] = [...(holder.current?.cookieSecrets ?? ['not-ready'])];
-  holder.on('change', (ring) => {
-    if (ring.cookieSecrets.length > 0) secrets.splice(0, secrets.length, ...ring.cookieSecrets);
-  });
+export function sessionMiddleware(redis: Redis, holder: RingHolder, ttlMs: number, options: SessionOptions = {}): SessionMiddleware {
+  const secrets: string[] = [randomBytes(32).toString('base64url')];
+  let ready = false;
+  const adopt = (ring: RingSnapshot) => {
+    // No cookie key that verifies (none yet, or every one revoked): refuse rather than keep old ones.
+    ready = ring.cookieSecrets.length > 0;
+    if (ready) secrets.splice(0, secrets.length, ...ring.cookieSecrets);
+  };
+  if (holder.current) adopt(holder.current);
+  holder.on('change', adopt);
+
+  // No EXPIRE on every read: sessions are not rolling, their TTL is set when they are saved.
+  const redisStore = new RedisStore({ client: redis, prefix: redisKeys.sessionPrefix, disableTouch: true });
+  let store: session.Store = redisStore;
+  let cached: CachedSessionStore | undefined;
+  if (options.cache !== false) {
+    // A pub/sub connection of the cache's own, living as long as the main one.
+    const subscriber = redis.duplicate({ connectionName: 'keyfleet-sessions', maxRetriesPerRequest: null, commandTimeout: undefined, autoResubscribe: false });
+    cached = new CachedSessionStore(redisStore, redis, subscriber, options.cache);
+    redis.once('end', () => cached?.close());
+    store = cached;
+  }
   const handler = session({
     name: SESSION_COOKIE,
     secret: secrets,
-    // No EXPIRE on every read: sessions are not rolling, their TTL is set when they are saved.
-    store: new RedisStore({ client: redis, prefix: redisKeys.sessionPrefix, disableTouch: true }),
+    store,
     resave: false,
     saveUninitialized: false,
     rolling: false,
     unset: 'destroy',
     cookie: { httpOnly: true, sameSite: 'lax', secure: 'auto', maxAge: ttlMs, path: '/' },
   });
-  return (req, res, next) => {
-    // While Redis is away, say so at once rather than queue behind reconnection attempts.
+  const notReady = () => unavailable('ERR_NOT_READY', 'key ring not loaded yet');
+  const storeDown = () => unavailable('ERR_SESSION_STORE_UNAVAILABLE', 'the session store is unavailable');
+  const middleware: RequestHandler = (req, res, next) => {
+    if (!ready) {
+      next(notReady());
+      return;
+    }
+    // While Redis is away, say so at once rather than queue behind reconnection attempts,
+    // and never answer from the memory copy: it may have missed a change.
     if (redis.status !== 'ready') {
-      next(unavailable('ERR_SESSION_STORE_UNAVAILABLE', 'the session store is unavailable'));
+      next(storeDown());
       return;
     }
     handler(req, res, (error?: unknown) => {
-      if (error) next(unavailable('ERR_SESSION_STORE_UNAVAILABLE', 'the session store is unavailable'));
+      if (error) next(storeDown());
       else next();
     });
   };
+  const read = async (req: Request): Promise<void> => {
+    if (!ready) throw notReady();
+    if (redis.status !== 'ready') throw storeDown();
+    const sid = sessionIdFromCookie(req.headers.cookie, secrets);
+    if (sid === undefined) return;
+    const get = cached ? cached.getFrozen.bind(cached) : store.get.bind(store);
+    const data = await new Promise<Readonly<SessionData> | null | undefined>((resolve, reject) =>
+      get(sid, (error: unknown, value?: Readonly<SessionData> | null) =>
+        // express-session: ENOENT is "no session", any other error fails the request.
+        error && (error as { code?: string }).code !== 'ENOENT' ? reject(storeDown()) : resolve(error ? null : value),
+      ),
+    );
+    if (!data) return;
+    req.sessionID = sid;
+    (req as { session?: unknown }).session = data;
+  };
+  return Object.assign(middleware, { store: cached, read });
 }

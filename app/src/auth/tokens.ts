@@ -1,11 +1,14 @@
 import { randomUUID } from 'node:crypto';
-import { SignJWT, decodeProtectedHeader, errors, jwtVerify } from 'jose';
-import { resolveVerifier, type RingHolder } from '../keyring/holder.js';
+import { SignJWT, errors, jwtVerify } from 'jose';
+import type { RingHolder } from '../keyring/holder.js';
 import type { RingSnapshot } from '../keyring/snapshot.js';
 import { ALGORITHMS } from '../keyring/types.js';
 import { KeyfleetError, unauthorized, unavailable } from '../lib/errors.js';
-import { AUDIENCE, ISSUER, MAX_TOKEN_BYTES } from './claims.js';
-import { verifyCacheFor } from './verifyCache.js';
+import { AUDIENCE, ISSUER } from './claims.js';
+import { verifyEs256Jws, verifyingKeyObject } from './fastVerify.js';
+import { verifyCredential, type CredentialKind, type VerifierKey, type VerifyOptions } from './verifyCredential.js';
+
+export type { VerifyOptions } from './verifyCredential.js';
 
 export interface MintOptions {
   user: string;
@@ -33,46 +36,35 @@ export async function mintAccessToken(ring: RingSnapshot, { user, ttlMs, now, au
   return { token, expiresIn, kid: key.meta.kid };
 }
 
-export interface VerifyOptions {
-  now: number;
-  clockSkewMs: number;
+/** jose's check of a token, with the options keyfleet has always used (and the oracle's). */
+export async function joseVerifyToken(token: string, key: VerifierKey, { now, clockSkewMs }: VerifyOptions) {
+  const { payload } = await jwtVerify(token, key, {
+    algorithms: [ALGORITHMS.sign],
+    issuer: ISSUER,
+    audience: AUDIENCE,
+    clockTolerance: Math.floor(clockSkewMs / 1000),
+    currentDate: new Date(now),
+    requiredClaims: ['sub', 'exp', 'iat'],
+    typ: 'JWT',
+  });
+  return payload as Record<string, unknown>;
 }
 
-/** Checks a bearer token against the ring; every failure is a 401 with a stable code. */
-export async function verifyAccessToken(holder: RingHolder, token: string, { now, clockSkewMs }: VerifyOptions): Promise<string> {
-  if (token.length > MAX_TOKEN_BYTES) throw unauthorized('ERR_TOKEN_TOO_LARGE', 'token too large');
-  // This exact token passed every check below before, is not past its exp, and its key still
-  // verifies in the ring held now (verifyCache.ts): the same answer, without the crypto.
-  const cache = verifyCacheFor(holder, 'sign');
-  const cached = cache.get(token, holder.current, now);
-  if (cached !== undefined) return cached;
-  let kid: string | undefined;
-  try {
-    const header = decodeProtectedHeader(token);
+export const ACCESS_TOKEN: CredentialKind = {
+  purpose: 'sign',
+  name: 'TOKEN',
+  messages: { tooLarge: 'token too large', malformed: 'malformed token', key: 'token key unknown or revoked' },
+  checkHeader(header) {
     if (header.alg !== ALGORITHMS.sign) throw unauthorized('ERR_TOKEN_ALG', 'token algorithm not allowed');
-    kid = header.kid;
-  } catch (error) {
-    if (error instanceof KeyfleetError) throw error;
-    throw unauthorized('ERR_TOKEN_MALFORMED', 'malformed token');
-  }
-  const key = await resolveVerifier(holder, 'sign', kid);
-  if (!key?.verifyKey) throw unauthorized('ERR_TOKEN_KEY', 'token key unknown or revoked');
-  try {
-    const { payload } = await jwtVerify(token, key.verifyKey, {
-      algorithms: [ALGORITHMS.sign],
-      issuer: ISSUER,
-      audience: AUDIENCE,
-      clockTolerance: Math.floor(clockSkewMs / 1000),
-      currentDate: new Date(now),
-      requiredClaims: ['sub', 'exp', 'iat'],
-      typ: 'JWT',
-    });
-    const user = payload.sub as string;
-    cache.set(token, { user, kid: key.meta.kid, key: key.verifyKey, exp: payload.exp!, nbf: payload.nbf, clockSkewMs }, now);
-    return user;
-  } catch (error) {
-    throw joseToHttp(error, 'TOKEN');
-  }
+  },
+  verifierOf: (key) => key.verifyKey,
+  fast: (parts, header, key, options) => verifyEs256Jws(parts, header, verifyingKeyObject(key), options),
+  jose: (token, key, options) => joseVerifyToken(token, key, options).catch((error: unknown) => Promise.reject(joseToHttp(error, 'TOKEN'))),
+};
+
+/** Checks a bearer token against the ring; every failure is a 401 with a stable code. */
+export function verifyAccessToken(holder: RingHolder, token: string, options: VerifyOptions): Promise<string> {
+  return verifyCredential(ACCESS_TOKEN, holder, token, options);
 }
 
 /** jose's errors carry codes; clients get a short message and a stable code of ours. */

@@ -5,7 +5,7 @@ import helmet from 'helmet';
 import { z } from 'zod';
 import { AUTH_COOKIE, openAuthCookie, sealAuthCookie } from '../auth/authCookie.js';
 import { AUDIENCE, ISSUER, type Principal } from '../auth/claims.js';
-import { SESSION_COOKIE } from '../auth/session.js';
+import { SESSION_COOKIE, type SessionMiddleware } from '../auth/session.js';
 import type { LoginThrottle } from '../auth/throttle.js';
 import { mintAccessToken, verifyAccessToken } from '../auth/tokens.js';
 import { authenticate, type UserDirectory } from '../auth/users.js';
@@ -275,7 +275,9 @@ async function identify(
     return { user, via: 'cookie' };
   }
   if (cookies[SESSION_COOKIE] !== undefined) {
-    await runMiddleware(deps.session, req, res);
+    // Only reading (the API): the session without express-session's load-and-save machinery.
+    const read = countVisits ? undefined : (deps.session as Partial<SessionMiddleware>).read;
+    await (read ? read(req) : runMiddleware(deps.session, req, res));
     const user = req.session?.user;
     deps.metrics?.verification('cookie', user ? 'OK' : 'ERR_SESSION_INVALID', 'none');
     if (!user) {
