@@ -112,6 +112,7 @@ export class KeyfleetNode {
       log: log.child({ component: 'revocations' }),
       // The longest any credential a not-before can refuse lives (refresh families are checked in Redis).
       horizonMs: Math.max(config.tokenTtlMs, config.sessionTtlMs, config.authCookie.absoluteMs) + config.clockSkewMs,
+      storeHorizonMs: config.refresh.absoluteMs + config.clockSkewMs,
       reloadIntervalMs: config.ringReloadIntervalMs,
     });
     this.app = createApp({

@@ -49,7 +49,11 @@ export type Redemption =
 // ARGV: presented hash, successor hash, now, grace, idle, absolute, family revoked-id,
 //       revoke until (ms), revocation channel, actor
 // -> {'ok'|'retry', user, gen} | {'reuse', user, gen} | {'invalid'} | {'expired'} | {'revoked'}
+// A family is kept a minute past its end, so a late redemption is told "expired", not "unknown".
+const KEEP_MS = 60_000;
+
 export const REDEEM_LUA = `
+local KEEP_MS = ${KEEP_MS}
 local f = KEYS[1]
 local d = redis.call('HMGET', f, 'user', 'created', 'last', 'current', 'prev', 'rotatedAt', 'gen')
 if not d[1] then return {'invalid'} end
@@ -64,7 +68,7 @@ if created < notBefore or revokedUntil > now then redis.call('DEL', f) return {'
 if ARGV[1] == current then
   local nextGen = gen + 1
   redis.call('HSET', f, 'current', ARGV[2], 'prev', ARGV[1], 'rotatedAt', now, 'last', now, 'gen', nextGen, 'h:' .. ARGV[1], gen)
-  redis.call('PEXPIRE', f, math.max(1, math.min(created + absolute, now + idle) - now))
+  redis.call('PEXPIRE', f, math.max(1, math.min(created + absolute, now + idle) - now) + KEEP_MS)
   return {'ok', user, nextGen}
 end
 if ARGV[1] == prev and now - rotatedAt <= grace and ARGV[2] == current then
@@ -117,7 +121,7 @@ export class RefreshTokens {
     const result = await this.redis
       .multi()
       .hset(key, { user, created: now, last: now, gen: 1, current: hashToken(refreshToken), prev: '', rotatedAt: 0 })
-      .pexpire(key, Math.min(idleMs, absoluteMs))
+      .pexpire(key, Math.min(idleMs, absoluteMs) + KEEP_MS)
       .exec()
       .catch(() => {
         throw unavailable('ERR_REFRESH_UNAVAILABLE', 'the refresh-token store is unavailable');

@@ -73,8 +73,10 @@ export interface RevocationsOptions {
   subscriber: Redis;
   clock: Clock;
   log: Logger;
-  /** How long a credential can live at most (tokens, cookies, sessions, with the skew): not-befores are kept this long. */
+  /** How long a credential can live at most (tokens, cookies, sessions, with the skew): not-befores are held in memory this long. */
   horizonMs: number;
+  /** How long Redis keeps a not-before: also as long as a refresh family can live (they are checked there). */
+  storeHorizonMs?: number;
   /** The backstop: how often the sequence number in Redis is compared with the one held. */
   reloadIntervalMs: number;
 }
@@ -147,7 +149,7 @@ export class CredentialRevocations extends EventEmitter<{ change: [number] }> {
   async revoke(change: RevocationChange): Promise<number> {
     const now = this.options.clock.now();
     this.apply(change, now);
-    return publishRevocation(this.options.redis, change, now, this.options.horizonMs);
+    return publishRevocation(this.options.redis, change, now, Math.max(this.options.horizonMs, this.options.storeHorizonMs ?? 0));
   }
 
   /** An announcement: `<seq> <json>`. Applied from the message; a gap triggers a reload. */

@@ -177,7 +177,7 @@ export function createApp(deps: AppDeps) {
   app.get('/me', async (req, res) => {
     // The API reads; only page views count visits. So /me costs no Redis round trip by
     // token or auth cookie, and exactly one (the session read) by sid.
-    const principal = await identify(req, res, deps, verifyOptions, identifyOptions(req, false));
+    const { cookie: _generation, ...principal } = await identify(req, res, deps, verifyOptions, identifyOptions(req, false));
     res.setHeader('Cache-Control', 'no-store');
     res.json({ ...principal, node: nodeId, ...sessionView(req, principal) });
   });
