@@ -174,7 +174,7 @@ export class RefreshTokens {
     throw unauthorized('ERR_REFRESH_INVALID', 'refresh token unknown, expired or revoked');
   }
 
-  /** Ends a family (logout with one of its access tokens): no token of it redeems again. */
+  /** Deletes a family (logout with one of its access tokens): none of its tokens redeems again. */
   async end(family: string): Promise<void> {
     await this.redis.del(familyKey(family));
   }

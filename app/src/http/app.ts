@@ -209,8 +209,9 @@ export function createApp(deps: AppDeps) {
         ended.push('token');
       }
       if (claims?.family) {
+        // Every access token of its refresh family is refused (they all expire within TOKEN_TTL),
+        // and the family is deleted below, once the revocation is written.
         change.ids.push({ id: credentialId.family(claims.family), until: now + deps.tokenTtlMs + deps.clockSkewMs });
-        await deps.refresh?.end(claims.family).catch((error: unknown) => log.warn({ err: error instanceof Error ? error.message : String(error) }, 'refresh family not deleted: Redis is unavailable (its id is revoked)'));
         ended.push('refresh');
       }
     }
@@ -233,6 +234,9 @@ export function createApp(deps: AppDeps) {
         log.warn({ err: error instanceof Error ? error.message : String(error) }, 'logout not announced: Redis is unavailable');
         throw unavailable('ERR_REVOCATION_UNAVAILABLE', 'logged out on this node only: the other nodes cannot be told while Redis is unavailable; try again');
       });
+      for (const { id } of change.ids) {
+        if (id.startsWith('fam:')) await deps.refresh?.end(id.slice('fam:'.length));
+      }
     }
     res.setHeader('Cache-Control', 'no-store');
     res.json({ loggedOut: true, ended, node: nodeId });
