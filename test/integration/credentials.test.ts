@@ -87,6 +87,8 @@ describe('credentials that end when users say so (issue 12)', () => {
 
     const logout = await post(`${base}/logout`, {}, { ...bearer(who.token), cookie: `${who.auth}; ${who.sid}` });
     expect(logout.status, JSON.stringify(logout.body)).toBe(200);
+    // It answered once every live node said it refuses them (their heartbeats).
+    expect(logout.body.nodes).toEqual({ confirmed: 3, live: 3 });
     // Every node, at once after the answer (the benchmark measures how soon: scripts/bench-logout.mjs).
     await waitUntil(async () => {
       const all = [...(await onEveryNode('/me', bearer(who.token))), ...(await onEveryNode('/me', bearer(twin))), ...(await onEveryNode('/me', { cookie: who.auth }))];

@@ -117,7 +117,13 @@ export class CredentialRevocations extends EventEmitter<{ change: [number] }> {
     const { subscriber, reloadIntervalMs } = this.options;
     subscriber.on('message', this.onMessage);
     subscriber.on('ready', this.onReady);
-    await subscriber.subscribe(revocationKeys.channel);
+    // Subscribed before the first read, so nothing announced in between is missed; bounded, so
+    // a node without Redis (KEYRING_MODE local or static) still starts (the backstop catches up).
+    const subscribed = subscriber.subscribe(revocationKeys.channel).then(
+      () => true,
+      (error: unknown) => this.options.log.warn({ err: error instanceof Error ? error.message : String(error) }, 'revocation channel not subscribed yet'),
+    );
+    await Promise.race([subscribed, new Promise((resolve) => setTimeout(resolve, 2_000).unref())]);
     await this.reload('start');
     this.timer = setInterval(() => void this.backstop().catch(() => undefined), reloadIntervalMs);
     this.timer.unref();
@@ -150,6 +156,15 @@ export class CredentialRevocations extends EventEmitter<{ change: [number] }> {
     const now = this.options.clock.now();
     this.apply(change, now);
     return publishRevocation(this.options.redis, change, now, Math.max(this.options.horizonMs, this.options.storeHorizonMs ?? 0));
+  }
+
+  /**
+   * Waits (at most `timeoutMs`) until every live node's heartbeat reports change `seq`
+   * applied: how many did, of how many.
+   */
+  async confirmed(seq: number, timeoutMs: number): Promise<{ confirmed: number; live: number }> {
+    const { confirmed, pending } = await waitForRevocation(this.options.redis, seq, { clock: this.options.clock, timeoutMs, pollMs: 5 });
+    return { confirmed: confirmed.length, live: confirmed.length + pending.length };
   }
 
   /** An announcement: `<seq> <json>`. Applied from the message; a gap triggers a reload. */

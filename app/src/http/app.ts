@@ -61,6 +61,9 @@ declare module 'express-session' {
   }
 }
 
+/** How long a logout waits for every live node to confirm before it answers regardless. */
+const LOGOUT_CONFIRM_MS = 1_000;
+
 const RefreshBody = z.object({ refreshToken: z.string().min(1).max(256) });
 
 const LoginBody = z.object({
@@ -228,18 +231,22 @@ export function createApp(deps: AppDeps) {
       await new Promise<void>((resolve, reject) => req.session.destroy((error) => (error ? reject(unavailable('ERR_SESSION_STORE_UNAVAILABLE', 'the session store is unavailable')) : resolve())));
       ended.push('session');
     }
+    let nodes: { confirmed: number; live: number } | undefined;
     if (change.ids.length > 0) {
       // This node refuses them at once; the others when the announcement reaches them.
-      await deps.revocations!.revoke(change).catch((error: unknown) => {
+      const seq = await deps.revocations!.revoke(change).catch((error: unknown) => {
         log.warn({ err: error instanceof Error ? error.message : String(error) }, 'logout not announced: Redis is unavailable');
         throw unavailable('ERR_REVOCATION_UNAVAILABLE', 'logged out on this node only: the other nodes cannot be told while Redis is unavailable; try again');
       });
       for (const { id } of change.ids) {
         if (id.startsWith('fam:')) await deps.refresh?.end(id.slice('fam:'.length));
       }
+      // Answer once every live node says it refuses them (their heartbeats), within a bound:
+      // a node cut off from Redis is not waited for longer (it applies them when it is back).
+      nodes = await deps.revocations!.confirmed(seq, LOGOUT_CONFIRM_MS).catch(() => undefined);
     }
     res.setHeader('Cache-Control', 'no-store');
-    res.json({ loggedOut: true, ended, node: nodeId });
+    res.json({ loggedOut: true, ended, ...(nodes ? { nodes } : {}), node: nodeId });
   });
 
   // Ends every credential of the caller's user issued before now, on every node: a per-user
@@ -248,14 +255,15 @@ export function createApp(deps: AppDeps) {
     const principal = await identify(req, res, deps, verifyOptions, identifyOptions(req, false));
     if (!deps.revocations) throw new KeyfleetError('ERR_NOT_FOUND', 'not found', 404);
     const at = clock.now();
-    await deps.revocations.revoke({ users: [{ user: principal.user, at }] }).catch((error: unknown) => {
+    const seq = await deps.revocations.revoke({ users: [{ user: principal.user, at }] }).catch((error: unknown) => {
       log.warn({ err: error instanceof Error ? error.message : String(error) }, 'log out everywhere not announced: Redis is unavailable');
       throw unavailable('ERR_REVOCATION_UNAVAILABLE', 'the other nodes cannot be told while Redis is unavailable; try again');
     });
     res.clearCookie(AUTH_COOKIE, cookieOptions(req));
     res.clearCookie(SESSION_COOKIE, cookieOptions(req));
     res.setHeader('Cache-Control', 'no-store');
-    res.json({ loggedOut: true, user: principal.user, before: new Date(at).toISOString(), node: nodeId });
+    const nodes = await deps.revocations.confirmed(seq, LOGOUT_CONFIRM_MS).catch(() => undefined);
+    res.json({ loggedOut: true, user: principal.user, before: new Date(at).toISOString(), ...(nodes ? { nodes } : {}), node: nodeId });
   });
 
   // The page identifies its caller like /me, on the node that serves it; a refused
