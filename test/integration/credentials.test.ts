@@ -1,7 +1,7 @@
 import { decodeProtectedHeader } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Cluster, waitUntil } from '../support/cluster.js';
-import { connectNetwork, disconnect, mappedPort, startContainer, stopContainer } from '../support/docker.js';
+import { connectNetwork, containerLogs, disconnect, mappedPort, startContainer, stopContainer } from '../support/docker.js';
 import { postLogin, request, type Reply } from '../support/http.js';
 
 // Issue 12 through the balancer on three nodes: logout ends the bearer token (by jti), the
@@ -209,6 +209,10 @@ describe('credentials that end when users say so (issue 12)', () => {
     expect(audit.stdout).toMatch(/refresh-reuse\s+refresh token of generation 1 presented again/);
     expect(audit.stdout).not.toContain(who.refreshToken.split('.')[1]);
     expect(await reuseCount(cluster)).toBe(reusesBefore + 1);
+    // The node that caught it logged the family, never a token.
+    const logs = (await Promise.all([...cluster.nodes.values()].map(containerLogs))).join('\n');
+    expect(logs).toContain('refresh token reused');
+    for (const token of [who.refreshToken, first.body.refreshToken]) expect(logs).not.toContain(token.split('.')[1]);
   });
 
   it('reuse of a token two generations old revokes the family, even within the grace window', async () => {

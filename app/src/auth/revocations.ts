@@ -209,6 +209,7 @@ export class CredentialRevocations extends EventEmitter<{ change: [number] }> {
   private async load(reason: string): Promise<void> {
     const { redis, clock, log, horizonMs } = this.options;
     const now = clock.now();
+    const heldAtStart = this.held;
     const replies = await redis
       .multi()
       .get(revocationKeys.seq)
@@ -229,7 +230,8 @@ export class CredentialRevocations extends EventEmitter<{ change: [number] }> {
     this.apply(change, now);
     this.prune(now);
     const before = this.held;
-    this.held = Number.isSafeInteger(seq) && seq >= 0 ? seq : this.held;
+    // Redis's number (lower after it lost its data), unless announcements applied during this read went further.
+    if (Number.isSafeInteger(seq) && seq >= 0) this.held = this.held > heldAtStart ? Math.max(seq, this.held) : seq;
     if (reason !== 'periodic' || before !== this.held) log.info({ seq: this.held, previous: before, reason, ids: this.ids.size, users: this.users.size }, 'revocations loaded');
     this.emit('change', this.held);
   }
