@@ -239,7 +239,10 @@ export function createApp(deps: AppDeps) {
         throw unavailable('ERR_REVOCATION_UNAVAILABLE', 'logged out on this node only: the other nodes cannot be told while Redis is unavailable; try again');
       });
       for (const { id } of change.ids) {
-        if (id.startsWith('fam:')) await deps.refresh?.end(id.slice('fam:'.length));
+        if (!id.startsWith('fam:')) continue;
+        await deps.refresh?.end(id.slice('fam:'.length)).catch(() => {
+          throw unavailable('ERR_REVOCATION_UNAVAILABLE', 'the refresh token could not be ended while Redis is unavailable; try again');
+        });
       }
       // Answer once every live node says it refuses them (their heartbeats), within a bound:
       // a node cut off from Redis is not waited for longer (it applies them when it is back).
