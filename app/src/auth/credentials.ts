@@ -72,7 +72,9 @@ export async function checkToken(holder: RingHolder, revocations: CredentialRevo
 export async function checkCookie(holder: RingHolder, revocations: CredentialRevocations | undefined, value: string, options: VerifyOptions): Promise<CredentialClaims> {
   const user = await openAuthCookie(holder, value, options);
   const claims = cookieClaims(user, value);
-  if (revocations?.check(user, idsOf(claims), claims.issuedAtMs)) throw unauthorized('ERR_COOKIE_REVOKED', 'auth cookie revoked (logged out)');
+  // Logging out everywhere ends logins from before it: a generation renewed after it (by a node
+  // that had not heard yet) still belongs to the older login.
+  if (revocations?.check(user, idsOf(claims), claims.startedAtMs ?? claims.issuedAtMs)) throw unauthorized('ERR_COOKIE_REVOKED', 'auth cookie revoked (logged out)');
   return claims;
 }
 

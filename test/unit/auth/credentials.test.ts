@@ -61,6 +61,19 @@ describe('the sliding auth cookie', () => {
     }
   });
 
+  it('logging out everywhere ends a login whose cookie was renewed after it (by a node that had not heard yet)', async () => {
+    const { holder, ring, clock } = await loadedHolder();
+    const revocations = memoryRevocations(clock);
+    const first = await sealCookie(ring, { user: 'alice', now: T0 }, LIFETIMES);
+    const claims = await checkCookie(holder, revocations, first.value, { now: T0, ...OPTIONS });
+    const renewedLate = await sealCookie(ring, { user: 'alice', now: T0 + 2_000, jti: claims.jti, startedAtMs: T0 }, LIFETIMES);
+    await revocations.revoke({ users: [{ user: 'alice', at: T0 + 1_000 }] });
+    const error = await caught(() => checkCookie(holder, revocations, renewedLate.value, { now: T0 + 3_000, ...OPTIONS }));
+    expect((error as KeyfleetError).code).toBe('ERR_COOKIE_REVOKED');
+    const newLogin = await sealCookie(ring, { user: 'alice', now: T0 + 1_001 }, LIFETIMES);
+    expect((await checkCookie(holder, revocations, newLogin.value, { now: T0 + 3_000, ...OPTIONS })).user).toBe('alice');
+  });
+
   it('is renewed past half its idle window or when its key is no longer active, never past its absolute lifetime', async () => {
     const { holder, ring, masterKey, doc, store } = await loadedHolder();
     const sealed = await sealCookie(ring, { user: 'alice', now: T0 }, LIFETIMES);
