@@ -251,6 +251,11 @@ describe('credentials that end when users say so (issue 12)', () => {
     const oldKid = decodeProtectedHeader(who.auth.slice('auth='.length)).kid;
     const rotated = await cluster.cli(['rotate', '--purpose', 'encrypt']);
     expect(rotated.exitCode, rotated.output).toBe(0);
+    // The dashboard, polled with the cookie, renews it too.
+    const polled = await request(`${base}/dashboard/data`, { headers: { cookie: who.auth }, signal: timeout() });
+    expect(polled.status).toBe(200);
+    const fromDashboard = polled.headers.getSetCookie().find((line) => line.startsWith('auth='));
+    expect(decodeProtectedHeader(fromDashboard!.split(';')[0]!.slice('auth='.length)).kid).not.toBe(oldKid);
     const answer = await request(`${base}/me`, { headers: { cookie: who.auth }, signal: timeout() });
     expect(answer.status).toBe(200);
     const renewed = answer.headers.getSetCookie().map((line) => line.split(';')[0]!).find((c) => c.startsWith('auth='));

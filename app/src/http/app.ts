@@ -284,6 +284,17 @@ export function createApp(deps: AppDeps) {
   });
 
   if (deps.dashboard) {
+    // The dashboard polls with the `auth` cookie: keep it sliding there too (its own check
+    // decides access; a cookie that is refused here is left to it).
+    app.use('/dashboard', async (req, res, next) => {
+      const auth = req.headers.authorization === undefined ? cookieValue(req.headers.cookie, AUTH_COOKIE) : undefined;
+      if (auth) {
+        await checkCookie(holder, deps.revocations, auth, verifyOptions())
+          .then((claims) => renewCookie(deps, res, claims, lifetimes, cookieOptions(req)))
+          .catch(() => undefined);
+      }
+      next();
+    });
     app.use(dashboardRouter({ ...deps.dashboard, nodeId, holder, users: deps.users, clock, clockSkewMs: deps.clockSkewMs, revocations: deps.revocations }));
   }
 
@@ -377,6 +388,15 @@ function runMiddleware(handler: RequestHandler, req: Request, res: Response): Pr
   return new Promise((resolve, reject) => {
     void handler(req, res, (error?: unknown) => (error ? reject(error) : resolve()));
   });
+}
+
+/** One cookie's value from a Cookie header; undefined when absent or unreadable. */
+function cookieValue(header: string | undefined, name: string): string | undefined {
+  try {
+    return parseCookie(header ?? '')[name] || undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 type CookieOptions = { httpOnly: boolean; sameSite: 'lax'; secure: boolean; path: string };
