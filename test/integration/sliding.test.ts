@@ -4,14 +4,16 @@ import { Cluster, waitUntil } from '../support/cluster.js';
 
 // The sliding `auth` cookie in a real browser (Debian's Chromium, playwright-core) against
 // three nodes behind HAProxy, with short lifetimes: an idle timeout of 4 s and an absolute
-// lifetime of 12 s (SESSION_TTL, which AUTH_ABSOLUTE_LIFETIME defaults to, so the `sid`
-// session ends then too). A page kept open and used stays logged in across several idle
-// windows, shows when its cookie was renewed, and is logged out at the absolute lifetime.
+// lifetime of 12 s; the `sid` session (SESSION_TTL, not sliding) ends after 5 s, so from then
+// on the cookie alone keeps the login. A page kept open and used stays logged in across
+// several idle windows, shows when its cookie was renewed, and is logged out at the absolute
+// lifetime.
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 const LAUNCH_ARGS = ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
 const IDLE_MS = 4_000;
 const ABSOLUTE_MS = 12_000;
+const SESSION_MS = 5_000;
 
 const text = async (page: Page, selector: string) => (await page.locator(selector).textContent())?.trim() ?? '';
 
@@ -39,7 +41,7 @@ describe('the auth cookie slides while the page is used (issue 12)', () => {
     cluster = await Cluster.start({
       nodes: 3,
       // No clock-skew grace: the lifetimes are short enough for it to matter.
-      env: { AUTH_IDLE_TIMEOUT: `${IDLE_MS}ms`, SESSION_TTL: `${ABSOLUTE_MS}ms`, CLOCK_SKEW: '1ms' },
+      env: { AUTH_IDLE_TIMEOUT: `${IDLE_MS}ms`, AUTH_ABSOLUTE_LIFETIME: `${ABSOLUTE_MS}ms`, SESSION_TTL: `${SESSION_MS}ms`, CLOCK_SKEW: '1ms' },
     });
   });
 
