@@ -3,6 +3,8 @@ import type { Redis } from 'ioredis';
 import type { Config } from './config/index.js';
 import { configureIssuer } from './auth/claims.js';
 import { sessionMiddleware } from './auth/session.js';
+import { RefreshTokens } from './auth/refresh.js';
+import { CredentialRevocations } from './auth/revocations.js';
 import { LoginThrottle } from './auth/throttle.js';
 import { authenticBeats, publishBeat, removeBeat } from './cluster/heartbeat.js';
 import { Lease } from './cluster/lease.js';
@@ -35,6 +37,7 @@ export class KeyfleetNode {
   readonly primary: PrimaryDuty;
   readonly app: ReturnType<typeof createApp>;
   readonly metrics: NodeMetrics;
+  readonly revocations: CredentialRevocations;
   private readonly startedAt: number;
   private draining = false;
   private timers: NodeJS.Timeout[] = [];
@@ -105,6 +108,16 @@ export class KeyfleetNode {
       metrics: this.metrics,
       prepublishMs: config.jwksPrepublishMs,
     });
+    this.revocations = new CredentialRevocations({
+      redis: this.redis,
+      subscriber: this.subscriber,
+      clock,
+      log: log.child({ component: 'revocations' }),
+      // The longest any credential a not-before can refuse lives (refresh families are checked in Redis).
+      horizonMs: Math.max(config.tokenTtlMs, config.sessionTtlMs, config.authCookie.absoluteMs) + config.clockSkewMs,
+      storeHorizonMs: config.refresh.absoluteMs + config.clockSkewMs,
+      reloadIntervalMs: config.ringReloadIntervalMs,
+    });
     this.app = createApp({
       nodeId: config.nodeId,
       tokenTtlMs: config.tokenTtlMs,
@@ -131,9 +144,14 @@ export class KeyfleetNode {
         heartbeatIntervalMs: config.heartbeatIntervalMs,
       },
       metrics: this.metrics,
+      revocations: this.revocations,
+      refresh: new RefreshTokens(this.redis, config.masterKey, config.refresh),
+      cookieLifetimes: config.authCookie,
     });
     // Confirm a new ring version at once: rotation waits on these heartbeats.
     this.holder.on('change', () => void this.beat());
+    // Likewise a revocation: `keyfleet revoke-user` waits on these.
+    this.revocations.on('change', () => void this.beat());
   }
 
   /** Loads the ring (a wrong master key throws here) and starts the background duties. */
@@ -151,6 +169,7 @@ export class KeyfleetNode {
         ? 'KEYRING_MODE=local: this node uses keys of its own; other nodes will not accept what it mints'
         : 'KEYRING_MODE=static: keys derived from STATIC_SECRET; no rotation, no revocation');
     }
+    await this.revocations.start();
     await this.beat();
     const every = (ms: number, fn: () => Promise<void>) => {
       const timer = setInterval(() => void fn().catch(() => undefined), ms);
@@ -182,6 +201,7 @@ export class KeyfleetNode {
         at: this.clock.now(),
         draining: this.draining,
         figures: this.metrics.figures(),
+        revocationSeq: this.revocations.seq,
       },
       this.config.heartbeatIntervalMs * 3,
       this.config.masterKey,
@@ -200,6 +220,7 @@ export class KeyfleetNode {
     this.drain();
     for (const timer of this.timers) clearInterval(timer);
     this.holder.stop();
+    this.revocations.stop();
     await this.primary.stop();
     if (server) await new Promise<void>((resolve) => server.close(() => resolve()));
     await removeBeat(this.redis, this.config.nodeId).catch(() => undefined);

@@ -30,12 +30,12 @@ function aesKey(secret: LiveKey['secret']): Promise<CryptoKey> | CryptoKey {
   return key;
 }
 
-export async function sealAuthCookie(ring: RingSnapshot, { user, ttlMs, now }: MintOptions): Promise<string> {
+export async function sealAuthCookie(ring: RingSnapshot, { user, ttlMs, now, extra }: MintOptions): Promise<string> {
   const key = ring.active('encrypt');
   if (!key) throw unavailable('ERR_NO_ACTIVE_KEY', 'no active encryption key');
   const iat = Math.floor(now / 1000);
   return new EncryptJWT({})
-    .setProtectedHeader({ alg: KEY_MANAGEMENT, enc: ALGORITHMS.encrypt, kid: key.meta.kid })
+    .setProtectedHeader({ ...extra, alg: KEY_MANAGEMENT, enc: ALGORITHMS.encrypt, kid: key.meta.kid })
     .setSubject(user)
     .setIssuer(ISSUER)
     .setAudience(AUDIENCE)

@@ -25,4 +25,6 @@ export function configureIssuer(value: string = DEFAULT_ISSUER): void {
 export interface Principal {
   user: string;
   via: 'token' | 'cookie' | 'session';
+  /** The `auth` cookie's generation (ms): when it was sealed, when its login was, and whether this answer renewed it. */
+  cookie?: { issuedAt: number; startedAt: number; renewed: boolean };
 }

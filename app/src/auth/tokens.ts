@@ -16,15 +16,17 @@ export interface MintOptions {
   now: number;
   /** The resource server the token is for (`aud`); default keyfleet's own. */
   audience?: string;
+  /** More claims (the token's) or protected-header parameters (the `auth` cookie's): auth/credentials.ts. */
+  extra?: Record<string, string | number>;
 }
 
 /** A JWT access token signed with the ring's active `sign` key (ES256, kid in the header). */
-export async function mintAccessToken(ring: RingSnapshot, { user, ttlMs, now, audience = AUDIENCE }: MintOptions) {
+export async function mintAccessToken(ring: RingSnapshot, { user, ttlMs, now, audience = AUDIENCE, extra }: MintOptions) {
   const key = ring.active('sign');
   if (!key) throw unavailable('ERR_NO_ACTIVE_KEY', 'no active signing key');
   const iat = Math.floor(now / 1000);
   const expiresIn = Math.floor(ttlMs / 1000);
-  const token = await new SignJWT({})
+  const token = await new SignJWT({ ...extra })
     .setProtectedHeader({ alg: ALGORITHMS.sign, kid: key.meta.kid, typ: 'JWT' })
     .setSubject(user)
     .setIssuer(ISSUER)

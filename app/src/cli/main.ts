@@ -4,6 +4,7 @@ import { hostname } from 'node:os';
 import { Command as Program, Option } from 'commander';
 import type { Redis } from 'ioredis';
 import { hashPassword } from '../auth/password.js';
+import { publishRevocation, waitForRevocation } from '../auth/revocations.js';
 import { readReplies, sendCommand, type Reply } from '../cluster/commands.js';
 import { authenticBeats, liveNodes } from '../cluster/heartbeat.js';
 import { leaseHolder } from '../cluster/lease.js';
@@ -20,6 +21,7 @@ import { isPurpose } from '../keyring/types.js';
 import { parseDuration } from '../lib/duration.js';
 import { KeyfleetError } from '../lib/errors.js';
 import { connectRedis, redisTargetFromEnv } from '../lib/redis.js';
+import { redisKeys } from '../lib/redisKeys.js';
 
 // The operator's tool. Changes that create keys are carried out by the primary (only it
 // generates keys); this process sends the command and follows its progress.
@@ -257,6 +259,35 @@ program
       if (data.next) lines.push(`next key ${data.next} published`);
       print(lines.join('\n'), { kid, ...data });
       if (data.pending.length > 0) process.exitCode = 3;
+    }),
+  );
+
+program
+  .command('revoke-user')
+  .description('end every credential of a user issued before now (tokens, auth cookies, sessions, refresh families), on every node')
+  .argument('<name>', 'the user name (as in USERS)')
+  .option('--timeout <duration>', 'how long to wait for every live node to confirm', '10s')
+  .action((name: string, options: { timeout: string }) =>
+    withRedis(async (redis) => {
+      const timeoutMs = parseDuration(options.timeout) ?? fail('ERR_USAGE', `--timeout: "${options.timeout}" is not a duration`);
+      if (!/^[^\s]{1,128}$/.test(name)) fail('ERR_USAGE', 'the user name must be 1-128 characters without spaces');
+      const get = (variable: string, fallback: string) => parseDuration(process.env[variable] || fallback) ?? fail('ERR_CONFIG', `${variable}: not a duration`);
+      // Redis keeps the not-before as long as anything issued before it can live (refresh families included).
+      const horizonMs = Math.max(get('REFRESH_ABSOLUTE_LIFETIME', '30d'), get('SESSION_TTL', '8h'), get('AUTH_ABSOLUTE_LIFETIME', '8h'), get('TOKEN_TTL', '15m')) + get('CLOCK_SKEW', '30s');
+      const at = Date.now();
+      const seq = await publishRevocation(redis, { users: [{ user: name, at }] }, at, horizonMs);
+      const version = (await redis.get(redisKeys.ringVersion)) ?? '0';
+      await redis.xadd(redisKeys.audit, 'MAXLEN', '~', '10000', '*', 'version', version, 'at', String(at), 'actor', actor, 'action', 'revoke-user', 'detail', `every credential of ${name} issued before ${iso(at)}`);
+      const { confirmed, pending } = await waitForRevocation(redis, seq, { clock: { now: () => Date.now() }, timeoutMs });
+      const ms = Date.now() - at;
+      const total = confirmed.length + pending.length;
+      print(
+        pending.length === 0
+          ? `revoked every credential of ${name} issued before ${iso(at)}: ${confirmed.length}/${total} nodes confirmed in ${ms} ms`
+          : `revoked every credential of ${name} issued before ${iso(at)}, but only ${confirmed.length}/${total} nodes confirmed; not yet: ${pending.join(', ')}`,
+        { user: name, before: at, seq, nodes: total, confirmed, pending, ms },
+      );
+      if (pending.length > 0) process.exitCode = 3;
     }),
   );
 

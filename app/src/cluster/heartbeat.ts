@@ -20,6 +20,8 @@ export interface NodeBeat {
   mac?: string;
   /** Verifications per second and cache hit ratio over the last seconds (the dashboard shows them). */
   figures?: NodeFigures;
+  /** The sequence number of the last credential revocation this node applied (auth/revocations.ts). */
+  revocationSeq?: number;
 }
 
 // What a heartbeat must look like; anything else in the node keyspace is skipped, never fatal.

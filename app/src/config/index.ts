@@ -59,6 +59,10 @@ export interface Config {
   publicIssuer?: string;
   /** Resource servers a client may ask a token for (`aud`), besides keyfleet itself. */
   audiences: string[];
+  /** The `auth` cookie: renewed past half of idleMs, never past absoluteMs after the login. */
+  authCookie: { idleMs: number; absoluteMs: number };
+  /** Refresh-token families: idle and absolute lifetimes, and the reuse grace window (at most 30 s). */
+  refresh: { idleMs: number; absoluteMs: number; graceMs: number };
 }
 
 const duration = (fallback: string) =>
@@ -156,6 +160,20 @@ const schema = z.object({
   JWKS_PREPUBLISH: durationOrZero('30m'),
   PUBLIC_ISSUER: publicIssuer().optional(),
   AUDIENCES: audienceList(),
+  AUTH_IDLE_TIMEOUT: duration('1h'),
+  // Absent: SESSION_TTL (the cookie's lifetime before it slid).
+  AUTH_ABSOLUTE_LIFETIME: z.string().optional().transform((text, ctx) => {
+    if (text === undefined) return undefined;
+    const value = parseDuration(text);
+    if (value === undefined) {
+      ctx.addIssue({ code: 'custom', message: `"${text}" is not a duration (use e.g. 30s, 15m, 8h, 1d)` });
+      return z.NEVER;
+    }
+    return value;
+  }),
+  REFRESH_IDLE_TIMEOUT: duration('14d'),
+  REFRESH_ABSOLUTE_LIFETIME: duration('30d'),
+  REFRESH_REUSE_GRACE: duration('10s'),
 });
 
 type Env = Record<string, string | undefined>;
@@ -223,6 +241,16 @@ export function loadConfig(env: Env = process.env): Config {
   if (c.METRICS_PORT !== 0 && c.METRICS_PORT === c.PORT) {
     throw new ConfigError(['METRICS_PORT: must differ from PORT (the balancer forwards PORT; /metrics stays off it)']);
   }
+  const authAbsoluteMs = c.AUTH_ABSOLUTE_LIFETIME ?? c.SESSION_TTL;
+  if (c.AUTH_IDLE_TIMEOUT > authAbsoluteMs) {
+    throw new ConfigError(['AUTH_IDLE_TIMEOUT: must not be longer than AUTH_ABSOLUTE_LIFETIME (default SESSION_TTL)']);
+  }
+  if (c.REFRESH_REUSE_GRACE > 30_000) {
+    throw new ConfigError(['REFRESH_REUSE_GRACE: at most 30s (a redeemed refresh token presented later than that revokes its family)']);
+  }
+  if (c.REFRESH_IDLE_TIMEOUT > c.REFRESH_ABSOLUTE_LIFETIME) {
+    throw new ConfigError(['REFRESH_IDLE_TIMEOUT: must not be longer than REFRESH_ABSOLUTE_LIFETIME']);
+  }
   if (c.LEASE_TTL < 3 * c.HEARTBEAT_INTERVAL) {
     throw new ConfigError(['LEASE_TTL: must be at least three HEARTBEAT_INTERVALs']);
   }
@@ -263,6 +291,8 @@ export function loadConfig(env: Env = process.env): Config {
     jwksPrepublishMs: c.JWKS_PREPUBLISH,
     ...(c.PUBLIC_ISSUER ? { publicIssuer: c.PUBLIC_ISSUER } : {}),
     audiences: c.AUDIENCES,
+    authCookie: { idleMs: c.AUTH_IDLE_TIMEOUT, absoluteMs: authAbsoluteMs },
+    refresh: { idleMs: c.REFRESH_IDLE_TIMEOUT, absoluteMs: c.REFRESH_ABSOLUTE_LIFETIME, graceMs: c.REFRESH_REUSE_GRACE },
   };
 }
 

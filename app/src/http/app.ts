@@ -3,11 +3,13 @@ import express, { type Request, type RequestHandler, type Response } from 'expre
 import { parseCookie } from 'cookie';
 import helmet from 'helmet';
 import { z } from 'zod';
-import { AUTH_COOKIE, openAuthCookie, sealAuthCookie } from '../auth/authCookie.js';
+import { AUTH_COOKIE } from '../auth/authCookie.js';
 import { AUDIENCE, ISSUER, type Principal } from '../auth/claims.js';
+import { checkCookie, checkToken, mintToken, needsRenewal, sealCookie, type CookieLifetimes, type CredentialClaims } from '../auth/credentials.js';
+import type { RefreshTokens } from '../auth/refresh.js';
+import { credentialId, type CredentialRevocations, type RevocationChange } from '../auth/revocations.js';
 import { SESSION_COOKIE, type SessionMiddleware } from '../auth/session.js';
 import type { LoginThrottle } from '../auth/throttle.js';
-import { mintAccessToken, verifyAccessToken } from '../auth/tokens.js';
 import { authenticate, type UserDirectory } from '../auth/users.js';
 import type { RingHolder } from '../keyring/holder.js';
 import type { RingSnapshot } from '../keyring/snapshot.js';
@@ -53,7 +55,25 @@ export interface AppDeps {
   jwksPrepublishMs?: number;
   /** PUBLIC_ISSUER: where the discovery document says the JWKS is; absent: this request's origin. */
   publicIssuer?: string;
+  /** Ended credentials, held in memory (auth/revocations.ts); absent: logout ends only the session. */
+  revocations?: CredentialRevocations;
+  /** Refresh-token families (auth/refresh.ts); absent: login returns none and /token/refresh is 404. */
+  refresh?: RefreshTokens;
+  /** The `auth` cookie's idle timeout and absolute lifetime; default: both SESSION_TTL. */
+  cookieLifetimes?: CookieLifetimes;
 }
+
+declare module 'express-session' {
+  interface SessionData {
+    /** When the login that started this session was (ms): logging out everywhere ends older ones. */
+    loginAt?: number;
+  }
+}
+
+/** How long a logout waits for every live node to confirm before it answers regardless. */
+const LOGOUT_CONFIRM_MS = 1_000;
+
+const RefreshBody = z.object({ refreshToken: z.string().min(1).max(256) });
 
 const LoginBody = z.object({
   username: z.string().min(1).max(128),
@@ -122,6 +142,8 @@ export function createApp(deps: AppDeps) {
     path: '/',
   });
   const ready = () => holder.current?.complete === true && !deps.isDraining();
+  const lifetimes: CookieLifetimes = deps.cookieLifetimes ?? { idleMs: deps.sessionTtlMs, absoluteMs: deps.sessionTtlMs };
+  const identifyOptions = (req: Request, countVisits: boolean): IdentifyOptions => ({ countVisits, lifetimes, cookieOptions: cookieOptions(req) });
 
   app.get('/healthz', (_req, res) => {
     const ring = holder.current;
@@ -185,42 +207,144 @@ export function createApp(deps: AppDeps) {
     const ring = holder.current;
     if (!ring?.complete) throw unavailable('ERR_NOT_READY', 'key ring not loaded yet');
     const now = clock.now();
-    const { token, expiresIn } = await mintAccessToken(ring, { user: username, ttlMs: deps.tokenTtlMs, now, ...(audience ? { audience } : {}) });
-    const sealed = await sealAuthCookie(ring, { user: username, ttlMs: deps.sessionTtlMs, now });
-    res.cookie(AUTH_COOKIE, sealed, { ...cookieOptions(req), maxAge: deps.sessionTtlMs });
+    // Like the session, the refresh token needs Redis: without it the login still succeeds.
+    const refresh = await deps.refresh?.issue(username, now).catch((error: unknown) => {
+      log.warn({ err: error instanceof Error ? error.message : String(error) }, 'login without a refresh token: Redis is unavailable');
+      return undefined;
+    });
+    const { token, expiresIn } = await mintToken(ring, { user: username, ttlMs: deps.tokenTtlMs, now, family: refresh?.family, ...(audience ? { audience } : {}) });
+    const sealed = await sealCookie(ring, { user: username, now }, lifetimes);
+    res.cookie(AUTH_COOKIE, sealed.value, { ...cookieOptions(req), maxAge: sealed.maxAgeMs });
     // The session is a bonus that needs Redis; tokens and the auth cookie do not.
-    const session = await startSession(req, res, deps.session, username, nodeId).catch((error: unknown) => {
+    const session = await startSession(req, res, deps.session, username, nodeId, now).catch((error: unknown) => {
       log.warn({ err: error }, 'login without a session: the session store is unavailable');
       // No `sid` for a session that was never stored: every node would refuse it.
       (req as { session?: unknown }).session = undefined;
       return false;
     });
-    res.json({ token, tokenType: 'Bearer', expiresIn, node: nodeId, session, ...(audience ? { audience } : {}) });
+    res.setHeader('Cache-Control', 'no-store');
+    res.json({ token, tokenType: 'Bearer', expiresIn, ...(refresh ? { refreshToken: refresh.refreshToken, refreshExpiresIn: Math.floor(Math.min(deps.refresh!.options.idleMs, deps.refresh!.options.absoluteMs) / 1000) } : {}), node: nodeId, session, ...(audience ? { audience } : {}) });
+  });
+
+  // Refresh-token rotation (auth/refresh.ts): a new access token and the next refresh token.
+  app.post('/token/refresh', express.json({ limit: '8kb', strict: true }), async (req, res) => {
+    const refresh = deps.refresh;
+    if (!refresh) throw new KeyfleetError('ERR_NOT_FOUND', 'not found', 404);
+    const parsed = RefreshBody.safeParse(req.body);
+    if (!parsed.success) throw badRequest('ERR_BAD_REFRESH_BODY', 'expected JSON {"refreshToken"}');
+    const ring = holder.current;
+    if (!ring?.complete) throw unavailable('ERR_NOT_READY', 'key ring not loaded yet');
+    const now = clock.now();
+    // A family's access tokens all expire within TOKEN_TTL (and the skew) of now: its id is refused that long.
+    const redeemed = await refresh.redeem(parsed.data.refreshToken, { now, actor: nodeId, revokeForMs: deps.tokenTtlMs + deps.clockSkewMs });
+    res.setHeader('Cache-Control', 'no-store');
+    if (redeemed.status === 'reuse') {
+      deps.metrics?.refreshTokenReuse();
+      // Never the token: the family id names it in the audit stream and here.
+      log.warn({ user: redeemed.user, family: redeemed.family, generation: redeemed.generation }, 'refresh token reused: family revoked with every access token it issued');
+      throw unauthorized('ERR_REFRESH_REUSED', 'refresh token already used; its whole family is revoked');
+    }
+    if (!deps.users.has(redeemed.user)) throw unauthorized('ERR_REFRESH_INVALID', 'refresh token unknown, expired or revoked');
+    const { token, expiresIn } = await mintToken(ring, { user: redeemed.user, ttlMs: deps.tokenTtlMs, now, family: redeemed.family });
+    res.json({ token, tokenType: 'Bearer', expiresIn, refreshToken: redeemed.refreshToken, node: nodeId });
   });
 
   app.get('/me', async (req, res) => {
     // The API reads; only page views count visits. So /me costs no Redis round trip by
     // token or auth cookie, and exactly one (the session read) by sid.
-    const principal = await identify(req, res, deps, verifyOptions, { countVisits: false });
+    const { cookie: _generation, ...principal } = await identify(req, res, deps, verifyOptions, identifyOptions(req, false));
     res.setHeader('Cache-Control', 'no-store');
     res.json({ ...principal, node: nodeId, ...sessionView(req, principal) });
   });
 
+  // Ends every credential presented: the bearer token (by jti, and its refresh family), the
+  // `auth` cookie (by jti: every renewal of it), on every node; the `sid` session in Redis.
   app.post('/logout', async (req, res) => {
-    const cookies = parseCookie(req.headers.cookie ?? '');
-    if (cookies[SESSION_COOKIE] !== undefined) {
-      await runMiddleware(deps.session, req, res);
-      await new Promise<void>((resolve, reject) => req.session.destroy((error) => (error ? reject(unavailable('ERR_SESSION_STORE_UNAVAILABLE', 'the session store is unavailable')) : resolve())));
+    let cookies: Record<string, string | undefined>;
+    try {
+      cookies = parseCookie(req.headers.cookie ?? '');
+    } catch {
+      cookies = {};
     }
     res.clearCookie(AUTH_COOKIE, cookieOptions(req));
     res.clearCookie(SESSION_COOKIE, cookieOptions(req));
-    res.json({ loggedOut: true, node: nodeId });
+    const now = clock.now();
+    const change: Required<RevocationChange> = { ids: [], users: [] };
+    const ended: string[] = [];
+    const bearer = /^Bearer ([A-Za-z0-9._~+/=-]+)$/.exec(req.headers.authorization?.trim() ?? '')?.[1];
+    // Only a credential that verifies names something to end; a bad one ends nothing (and says so).
+    const accepted = <T,>(check: Promise<T>) => check.catch((error: unknown) => {
+      if (error instanceof KeyfleetError && error.status === 401) return undefined;
+      throw error;
+    });
+    if (bearer && deps.revocations) {
+      const claims = await accepted(checkToken(holder, deps.revocations, bearer, verifyOptions()));
+      if (claims?.jti) {
+        change.ids.push({ id: credentialId.jti(claims.jti), until: (claims.expMs ?? now) + deps.clockSkewMs });
+        ended.push('token');
+      }
+      if (claims?.family) {
+        // Every access token of its refresh family is refused (they all expire within TOKEN_TTL),
+        // and the family is deleted below, once the revocation is written.
+        change.ids.push({ id: credentialId.family(claims.family), until: now + deps.tokenTtlMs + deps.clockSkewMs });
+        ended.push('refresh');
+      }
+    }
+    const auth = cookies[AUTH_COOKIE];
+    if (auth && deps.revocations) {
+      const claims = await accepted(checkCookie(holder, deps.revocations, auth, verifyOptions()));
+      if (claims?.jti) {
+        change.ids.push({ id: credentialId.jti(claims.jti), until: (claims.startedAtMs ?? now) + lifetimes.absoluteMs + deps.clockSkewMs });
+        ended.push('cookie');
+      }
+    }
+    if (cookies[SESSION_COOKIE] !== undefined) {
+      await runMiddleware(deps.session, req, res);
+      await new Promise<void>((resolve, reject) => req.session.destroy((error) => (error ? reject(unavailable('ERR_SESSION_STORE_UNAVAILABLE', 'the session store is unavailable')) : resolve())));
+      ended.push('session');
+    }
+    let nodes: { confirmed: number; live: number } | undefined;
+    if (change.ids.length > 0) {
+      // This node refuses them at once; the others when the announcement reaches them.
+      const seq = await deps.revocations!.revoke(change).catch((error: unknown) => {
+        log.warn({ err: error instanceof Error ? error.message : String(error) }, 'logout not announced: Redis is unavailable');
+        throw unavailable('ERR_REVOCATION_UNAVAILABLE', 'logged out on this node only: the other nodes cannot be told while Redis is unavailable; try again');
+      });
+      for (const { id } of change.ids) {
+        if (!id.startsWith('fam:')) continue;
+        await deps.refresh?.end(id.slice('fam:'.length)).catch(() => {
+          throw unavailable('ERR_REVOCATION_UNAVAILABLE', 'the refresh token could not be ended while Redis is unavailable; try again');
+        });
+      }
+      // Answer once every live node says it refuses them (their heartbeats), within a bound:
+      // a node cut off from Redis is not waited for longer (it applies them when it is back).
+      nodes = await deps.revocations!.confirmed(seq, LOGOUT_CONFIRM_MS).catch(() => undefined);
+    }
+    res.setHeader('Cache-Control', 'no-store');
+    res.json({ loggedOut: true, ended, ...(nodes ? { nodes } : {}), node: nodeId });
+  });
+
+  // Ends every credential of the caller's user issued before now, on every node: a per-user
+  // not-before (auth/revocations.ts); refresh families older than it stop redeeming too.
+  app.post('/logout/everywhere', async (req, res) => {
+    const principal = await identify(req, res, deps, verifyOptions, identifyOptions(req, false));
+    if (!deps.revocations) throw new KeyfleetError('ERR_NOT_FOUND', 'not found', 404);
+    const at = clock.now();
+    const seq = await deps.revocations.revoke({ users: [{ user: principal.user, at }] }).catch((error: unknown) => {
+      log.warn({ err: error instanceof Error ? error.message : String(error) }, 'log out everywhere not announced: Redis is unavailable');
+      throw unavailable('ERR_REVOCATION_UNAVAILABLE', 'the other nodes cannot be told while Redis is unavailable; try again');
+    });
+    res.clearCookie(AUTH_COOKIE, cookieOptions(req));
+    res.clearCookie(SESSION_COOKIE, cookieOptions(req));
+    res.setHeader('Cache-Control', 'no-store');
+    const nodes = await deps.revocations.confirmed(seq, LOGOUT_CONFIRM_MS).catch(() => undefined);
+    res.json({ loggedOut: true, user: principal.user, before: new Date(at).toISOString(), ...(nodes ? { nodes } : {}), node: nodeId });
   });
 
   // The page identifies its caller like /me, on the node that serves it; a refused
   // credential is a notice on the page, not an error.
   app.get('/', async (req, res) => {
-    const view = await identify(req, res, deps, verifyOptions, { countVisits: true }).then(
+    const view = await identify(req, res, deps, verifyOptions, identifyOptions(req, true)).then(
       (principal) => ({ ...principal, ...sessionView(req, principal) }),
       (error: unknown) => {
         if (!(error instanceof KeyfleetError)) throw error;
@@ -232,7 +356,18 @@ export function createApp(deps: AppDeps) {
   });
 
   if (deps.dashboard) {
-    app.use(dashboardRouter({ ...deps.dashboard, nodeId, holder, users: deps.users, clock, clockSkewMs: deps.clockSkewMs }));
+    // The dashboard polls with the `auth` cookie: keep it sliding there too (its own check
+    // decides access; a cookie that is refused here is left to it).
+    app.use('/dashboard', async (req, res, next) => {
+      const auth = req.headers.authorization === undefined ? cookieValue(req.headers.cookie, AUTH_COOKIE) : undefined;
+      if (auth) {
+        await checkCookie(holder, deps.revocations, auth, verifyOptions())
+          .then((claims) => renewCookie(deps, res, claims, lifetimes, cookieOptions(req)))
+          .catch(() => undefined);
+      }
+      next();
+    });
+    app.use(dashboardRouter({ ...deps.dashboard, nodeId, holder, users: deps.users, clock, clockSkewMs: deps.clockSkewMs, revocations: deps.revocations }));
   }
 
   app.use(notFound);
@@ -240,19 +375,30 @@ export function createApp(deps: AppDeps) {
   return app;
 }
 
-/** Bearer token, else `auth` cookie, else `sid` session. A credential that is present but bad is a 401. */
+interface IdentifyOptions {
+  countVisits: boolean;
+  lifetimes: CookieLifetimes;
+  cookieOptions: CookieOptions;
+}
+
+/**
+ * Bearer token, else `auth` cookie, else `sid` session. A credential that is present but bad
+ * (or revoked: checked in memory, auth/revocations.ts) is a 401. An `auth` cookie past half
+ * its idle window, or sealed with a key no longer active, is renewed in the answer.
+ */
 async function identify(
   req: Request,
   res: Response,
   deps: AppDeps,
   verifyOptions: () => { now: number; clockSkewMs: number },
-  { countVisits }: { countVisits: boolean },
+  { countVisits, lifetimes, cookieOptions }: IdentifyOptions,
 ): Promise<Principal> {
   const authorization = req.headers.authorization;
   if (authorization !== undefined) {
     const match = /^Bearer ([A-Za-z0-9._~+/=-]+)$/.exec(authorization.trim());
     if (!match) throw unauthorized('ERR_BAD_AUTHORIZATION', 'expected "Authorization: Bearer <token>"');
-    return { user: await observeVerification(deps.metrics, deps.holder, 'sign', match[1]!, verifyOptions().now, () => verifyAccessToken(deps.holder, match[1]!, verifyOptions())), via: 'token' };
+    const verify = async () => (await checkToken(deps.holder, deps.revocations, match[1]!, verifyOptions())).user;
+    return { user: await observeVerification(deps.metrics, deps.holder, 'sign', match[1]!, verifyOptions().now, verify), via: 'token' };
   }
   let cookies: Record<string, string | undefined>;
   try {
@@ -262,7 +408,10 @@ async function identify(
   }
   const auth = cookies[AUTH_COOKIE];
   if (auth !== undefined && auth !== '') {
-    const user = await observeVerification(deps.metrics, deps.holder, 'encrypt', auth, verifyOptions().now, () => openAuthCookie(deps.holder, auth, verifyOptions()));
+    let claims: CredentialClaims | undefined;
+    const verify = async () => (claims = await checkCookie(deps.holder, deps.revocations, auth, verifyOptions())).user;
+    const user = await observeVerification(deps.metrics, deps.holder, 'encrypt', auth, verifyOptions().now, verify);
+    const cookie = await renewCookie(deps, res, claims!, lifetimes, cookieOptions);
     // A browser sends both cookies: count the visit in its session too. Only when a `sid`
     // came along, so auth-cookie-only requests never wait on Redis; the cookie alone decides
     // who you are, and a session that is gone, unreachable or someone else's is left alone.
@@ -272,7 +421,7 @@ async function identify(
         (error: unknown) => deps.log.debug({ err: error }, 'visit not counted: session store unavailable'),
       );
     }
-    return { user, via: 'cookie' };
+    return { user, via: 'cookie', cookie };
   }
   if (cookies[SESSION_COOKIE] !== undefined) {
     // Only reading (the API): the session without express-session's load-and-save machinery.
@@ -280,6 +429,10 @@ async function identify(
     await (read ? read(req) : runMiddleware(deps.session, req, res));
     const user = req.session?.user;
     deps.metrics?.verification('cookie', user ? 'OK' : 'ERR_SESSION_INVALID', 'none');
+    if (user && deps.revocations?.check(user, [], req.session.loginAt ?? 0)) {
+      deps.metrics?.verification('cookie', 'ERR_SESSION_REVOKED', 'none');
+      throw unauthorized('ERR_SESSION_REVOKED', 'session ended (logged out everywhere)');
+    }
     if (!user) {
       // The `sid` signature may be by a cookie key this node has not loaded (cut off from
       // Redis while a rotation went ahead): let a node that can vouch for its ring answer.
@@ -311,11 +464,34 @@ function runMiddleware(handler: RequestHandler, req: Request, res: Response): Pr
   });
 }
 
-async function startSession(req: Request, res: Response, handler: RequestHandler, user: string, nodeId: string): Promise<boolean> {
+/** One cookie's value from a Cookie header; undefined when absent or unreadable. */
+function cookieValue(header: string | undefined, name: string): string | undefined {
+  try {
+    return parseCookie(header ?? '')[name] || undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+type CookieOptions = { httpOnly: boolean; sameSite: 'lax'; secure: boolean; path: string };
+
+/** Seals the next generation of an accepted `auth` cookie when it is due (credentials.ts needsRenewal). */
+async function renewCookie(deps: AppDeps, res: Response, claims: CredentialClaims, lifetimes: CookieLifetimes, options: CookieOptions): Promise<Principal['cookie']> {
+  const now = deps.clock.now();
+  const ring = deps.holder.current;
+  const startedAt = claims.startedAtMs ?? claims.issuedAtMs;
+  if (!ring?.complete || !needsRenewal(claims, ring, now, lifetimes)) return { issuedAt: claims.issuedAtMs, startedAt, renewed: false };
+  const next = await sealCookie(ring, { user: claims.user, now, jti: claims.jti, startedAtMs: startedAt }, lifetimes);
+  res.cookie(AUTH_COOKIE, next.value, { ...options, maxAge: next.maxAgeMs });
+  return { issuedAt: now, startedAt, renewed: true };
+}
+
+async function startSession(req: Request, res: Response, handler: RequestHandler, user: string, nodeId: string, now: number): Promise<boolean> {
   await runMiddleware(handler, req, res);
   // A new id at login (no session fixation), then persist before answering.
   await new Promise<void>((resolve, reject) => req.session.regenerate((error) => (error ? reject(error) : resolve())));
   req.session.user = user;
+  req.session.loginAt = now;
   req.session.visits = 0;
   req.session.nodesSeen = [nodeId];
   await new Promise<void>((resolve, reject) => req.session.save((error) => (error ? reject(error) : resolve())));

@@ -2,8 +2,9 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import { Router, type Request, type Response } from 'express';
 import { parseCookie } from 'cookie';
 import type { Redis } from 'ioredis';
-import { AUTH_COOKIE, openAuthCookie } from '../auth/authCookie.js';
-import { verifyAccessToken } from '../auth/tokens.js';
+import { AUTH_COOKIE } from '../auth/authCookie.js';
+import { checkCookie, checkToken } from '../auth/credentials.js';
+import type { CredentialRevocations } from '../auth/revocations.js';
 import type { UserDirectory } from '../auth/users.js';
 import { liveNodes, type NodeBeat } from '../cluster/heartbeat.js';
 import { leaseHolder } from '../cluster/lease.js';
@@ -355,6 +356,8 @@ export interface DashboardDeps extends DashboardOptions {
   users: UserDirectory;
   clock: Clock;
   clockSkewMs: number;
+  /** Logged-out credentials are refused here as everywhere (auth/revocations.ts). */
+  revocations?: CredentialRevocations;
 }
 
 /** GET /dashboard (the page) and GET /dashboard/data (its JSON); nothing at all when off. */
@@ -363,8 +366,8 @@ export function dashboardRouter(deps: DashboardDeps): Router {
   if (deps.mode === 'off') return router;
   const verifyOptions = () => ({ now: deps.clock.now(), clockSkewMs: deps.clockSkewMs });
   const verifiers: AccessVerifiers = {
-    token: (jwt) => verifyAccessToken(deps.holder, jwt, verifyOptions()),
-    authCookie: (value) => openAuthCookie(deps.holder, value, verifyOptions()),
+    token: async (jwt) => (await checkToken(deps.holder, deps.revocations, jwt, verifyOptions())).user,
+    authCookie: async (value) => (await checkCookie(deps.holder, deps.revocations, value, verifyOptions())).user,
     userExists: (user) => deps.users.has(user),
     isOperator: (user) => deps.operators?.has(user) === true,
   };

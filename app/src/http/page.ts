@@ -23,6 +23,8 @@ export interface PageView {
   dashboard: boolean;
   /** CSP nonce for the inline style and script. */
   nonce: string;
+  /** The `auth` cookie's generation (ms), when it recognised the caller: shown with its renewal. */
+  cookie?: { issuedAt: number; startedAt: number; renewed: boolean };
 }
 
 const VIA_TEXT: Record<Via, [string, string]> = {
@@ -110,9 +112,23 @@ function renderMe(view: PageView): string {
       .map((id) => `<li class="chip h${nodeHue(id)}${id === view.nodeId ? ' current' : ''}"${id === view.nodeId ? ' aria-current="true"' : ''}>${e(id)}</li>`)
       .join('')}</ul> <span class="detail" id="nodes-count">${seen.length} of them</span></dd>
   </dl>
-  <p class="actions"><a class="button" id="reload" href="/">Reload</a> <button type="button" id="logout" class="secondary">Log out</button></p>
+${view.via === 'cookie' && view.cookie ? renderRenewal(view.cookie) : ''}
+  <p class="actions"><a class="button" id="reload" href="/">Reload</a> <button type="button" id="logout" class="secondary">Log out</button> <button type="button" id="logout-everywhere" class="secondary">Log out everywhere</button></p>
   <p class="status" id="login-status" role="status" aria-live="polite"></p>
 </section>`;
+}
+
+const clockTime = (ms: number) => `${new Date(ms).toISOString().slice(11, 19)} UTC`;
+
+/** When the sliding `auth` cookie was last sealed: renewed in this very answer, or earlier. */
+function renderRenewal(cookie: NonNullable<PageView['cookie']>): string {
+  const when = cookie.renewed
+    ? `renewed just now, at <time datetime="${new Date(cookie.issuedAt).toISOString()}">${clockTime(cookie.issuedAt)}</time>`
+    : cookie.issuedAt > cookie.startedAt
+      ? `last renewed at <time datetime="${new Date(cookie.issuedAt).toISOString()}">${clockTime(cookie.issuedAt)}</time>`
+      : 'not renewed yet';
+  return `  <p class="renewal" id="cookie-renewal" data-renewed="${cookie.renewed}" data-issued-at="${cookie.issuedAt}" data-started-at="${cookie.startedAt}">Your auth cookie was ${when} <span class="detail">logged in at ${clockTime(cookie.startedAt)}; it renews itself while you are active (after half its idle timeout, or after a key rotation) and ends at its absolute lifetime</span></p>
+`;
 }
 
 const PAGE_CSS = `
@@ -149,6 +165,7 @@ const PAGE_CSS = `
   .notice { background: #fff4e0; border: 1px solid #e5b567; border-radius: .35rem; padding: .5rem .75rem; }
   .status:empty { display: none; }
   .status { margin: .25rem 0 0; color: #8a1c1c; }
+  .renewal { color: var(--muted); font-size: .95rem; margin: 0 0 1rem; }
   .actions { display: flex; gap: .5rem; margin: 0; }
   footer { max-width: 42rem; margin: 0 auto; padding: 0 1.25rem 2rem; color: var(--muted); font-size: .9rem; }
   a { color: var(--accent); }
@@ -174,9 +191,11 @@ if (form) form.addEventListener('submit', async (event) => {
     say((body.error || 'login failed') + (body.code ? ' (' + body.code + ')' : ''));
   } catch { say('The balancer did not answer; try again.'); }
 });
-const logout = document.getElementById('logout');
-if (logout) logout.addEventListener('click', async () => {
-  try { await fetch('/logout', { method: 'POST', credentials: 'same-origin' }); location.assign('/'); }
-  catch { say('The balancer did not answer; try again.'); }
-});
+for (const [id, path] of [['logout', '/logout'], ['logout-everywhere', '/logout/everywhere']]) {
+  const button = document.getElementById(id);
+  if (button) button.addEventListener('click', async () => {
+    try { await fetch(path, { method: 'POST', credentials: 'same-origin' }); location.assign('/'); }
+    catch { say('The balancer did not answer; try again.'); }
+  });
+}
 `;
