@@ -131,8 +131,16 @@ describe('Prometheus scraping the cluster', () => {
       { timeoutMs: 20_000, what: 'keyfleet_rotations_total to rise by 3 on every node' },
     );
     expect([...after.keys()].sort()).toEqual([...before.keys()].sort());
-    const versions = await byInstance('keyfleet_ring_version');
-    expect(new Set(versions.values()).size).toBe(1);
+    // Scrapes are a second apart and a rotation ends with one more commit (the next signing
+    // key staged): wait for every node's scraped version to agree.
+    let versions = new Map<string, number>();
+    await waitUntil(
+      async () => {
+        versions = await byInstance('keyfleet_ring_version');
+        return versions.size === before.size && new Set(versions.values()).size === 1;
+      },
+      { timeoutMs: 20_000, what: 'every node to report the same ring version' },
+    );
     expect(Math.max(...versions.values())).toBeGreaterThan(versionBefore);
     // Each node timed the changes from commit to its own load.
     const propagated = await byInstance(propagation);

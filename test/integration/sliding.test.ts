@@ -3,17 +3,19 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Cluster, waitUntil } from '../support/cluster.js';
 
 // The sliding `auth` cookie in a real browser (Debian's Chromium, playwright-core) against
-// three nodes behind HAProxy, with short lifetimes: an idle timeout of 4 s and an absolute
-// lifetime of 12 s; the `sid` session (SESSION_TTL, not sliding) ends after 5 s, so from then
+// three nodes behind HAProxy, with short lifetimes: an idle timeout of 6 s and an absolute
+// lifetime of 16 s; the `sid` session (SESSION_TTL, not sliding) ends after 7 s, so from then
 // on the cookie alone keeps the login. A page kept open and used stays logged in across
 // several idle windows, shows when its cookie was renewed, and is logged out at the absolute
 // lifetime.
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 const LAUNCH_ARGS = ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
-const IDLE_MS = 4_000;
-const ABSOLUTE_MS = 12_000;
-const SESSION_MS = 5_000;
+// Wide enough that a page reload stalled by a busy machine (2 cores, containers) cannot let
+// the cookie lapse between two uses: renewal comes past half the idle window.
+const IDLE_MS = 6_000;
+const ABSOLUTE_MS = 16_000;
+const SESSION_MS = 7_000;
 
 const text = async (page: Page, selector: string) => (await page.locator(selector).textContent())?.trim() ?? '';
 

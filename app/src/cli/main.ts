@@ -79,9 +79,10 @@ const masterKeyFromEnv = () => readMasterKey('KEYRING_MASTER_KEY', 'KEYRING_MAST
  * serve (their heartbeats carry MACs too). Throws with the alarm's code when it fails.
  */
 async function readVerified(redis: Redis, masterKey: Buffer): Promise<OpenedRing | null> {
+  // Peers first, then the ring (see RingHolder.load): a commit in between is not a rollback.
+  const peers = (await authenticBeats(redis, masterKey)).filter((beat) => beat.ringId !== undefined);
   const opened = await new RingStore(redis, masterKey).read();
   if (!opened) return null;
-  const peers = (await authenticBeats(redis, masterKey)).filter((beat) => beat.ringId !== undefined);
   checkAgainstPeers(opened, peers.map((beat) => ({ id: beat.id, ringId: beat.ringId!, ringVersion: beat.ringVersion })));
   return opened;
 }

@@ -187,6 +187,11 @@ export class RingHolder extends EventEmitter<{ change: [RingSnapshot]; alarm: [R
 
   private async load(reason: string): Promise<RingSnapshot | undefined> {
     const { store, masterKey, log } = this.options;
+    // A node without a ring of its own checks what Redis holds against live peers. Peers
+    // first, then the ring: versions only grow, so a good ring read after the peers is never
+    // older than what they reported (read the other way round, a commit in between would
+    // look like a rollback, and a busy primary could keep a starting node out for good).
+    const peers = this.snapshot ? [] : ((await this.options.peers?.().catch(() => [])) ?? []);
     const raw = await store.readRaw();
     if (raw === null) {
       if (this.snapshot) log.warn({ version: this.snapshot.version }, 'the key ring is missing from Redis; serving the ring held in memory');
@@ -195,7 +200,7 @@ export class RingHolder extends EventEmitter<{ change: [RingSnapshot]; alarm: [R
     let opened: OpenedRing;
     try {
       opened = openRing(masterKey, raw);
-      await this.checkAgainstWhatWeKnow(opened);
+      this.checkAgainstWhatWeKnow(opened, peers);
     } catch (error) {
       const code = error instanceof KeyfleetError ? error.code : undefined;
       // A wrong master key at start-up is the operator's mistake: refuse to start (server.ts).
@@ -225,14 +230,14 @@ export class RingHolder extends EventEmitter<{ change: [RingSnapshot]; alarm: [R
   }
 
   /** Refusals that need more than the MAC: what this node held, and what live peers hold. */
-  private async checkAgainstWhatWeKnow({ doc, legacy }: OpenedRing): Promise<void> {
+  private checkAgainstWhatWeKnow({ doc, legacy }: OpenedRing, peers: PeerRing[]): void {
     const held = this.snapshot?.document;
     if (legacy && this.sawAuthenticated) throw ringAlarm('ERR_RING_DOWNGRADE', 'Redis holds an unauthenticated format-1 ring after an authenticated one');
     if (held && !legacy && held.ringId !== 'legacy' && doc.ringId !== held.ringId) {
       throw ringAlarm('ERR_RING_SWAPPED', `Redis holds ring ${doc.ringId}, not ring ${held.ringId} this node serves`);
     }
     if (held) return; // a running node's own memory is the better evidence (version checks below)
-    checkAgainstPeers({ doc, legacy }, (await this.options.peers?.().catch(() => [])) ?? []);
+    checkAgainstPeers({ doc, legacy }, peers);
   }
 
   private async raise(code: RingAlarmCode, raw: string, message: string): Promise<void> {

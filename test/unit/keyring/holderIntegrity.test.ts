@@ -92,6 +92,22 @@ describe('RingHolder and a ring that fails its check', () => {
     expect(starting.alarm?.code).toBe('ERR_RING_ROLLBACK');
   });
 
+  it('does not mistake a commit landing while a starting node reads for a rollback (peers are read before the ring)', async () => {
+    const masterKey = newMasterKey();
+    const doc = await buildRing(masterKey);
+    const newer = await rotateKey(doc, 'sign', T0 + 1, masterKey);
+    const store = new FakeStore(doc);
+    // The primary commits `newer` and reports it in its heartbeat just as the peers are read.
+    const peers = async () => {
+      store.doc = newer;
+      return [{ id: 'node-1', ringId: newer.ringId, ringVersion: newer.version }];
+    };
+    const starting = makeHolder(store, masterKey, new FakeClock(T0), undefined, peers);
+    await starting.reload('start', { throwOnError: true });
+    expect(starting.alarm).toBeUndefined();
+    expect(starting.current?.version).toBe(newer.version);
+  });
+
   it('refuses another ring sealed under the same master key (ERR_RING_SWAPPED)', async () => {
     const { masterKey, store, holder } = await runningNode();
     const other = { ...(await buildRing(masterKey, T0 + 5)), version: 50 };
