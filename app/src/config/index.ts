@@ -242,7 +242,10 @@ export function loadConfig(env: Env = process.env): Config {
     throw new ConfigError(['METRICS_PORT: must differ from PORT (the balancer forwards PORT; /metrics stays off it)']);
   }
   const authAbsoluteMs = c.AUTH_ABSOLUTE_LIFETIME ?? c.SESSION_TTL;
-  if (c.AUTH_IDLE_TIMEOUT > authAbsoluteMs) {
+  // Unset, the idle timeout is 1h or the absolute lifetime if shorter: a SESSION_TTL under an
+  // hour that started fine before the cookie slid must still start. Set, it must fit.
+  const authIdleMs = input.AUTH_IDLE_TIMEOUT === undefined ? Math.min(c.AUTH_IDLE_TIMEOUT, authAbsoluteMs) : c.AUTH_IDLE_TIMEOUT;
+  if (authIdleMs > authAbsoluteMs) {
     throw new ConfigError(['AUTH_IDLE_TIMEOUT: must not be longer than AUTH_ABSOLUTE_LIFETIME (default SESSION_TTL)']);
   }
   if (c.REFRESH_REUSE_GRACE > 30_000) {
@@ -291,7 +294,7 @@ export function loadConfig(env: Env = process.env): Config {
     jwksPrepublishMs: c.JWKS_PREPUBLISH,
     ...(c.PUBLIC_ISSUER ? { publicIssuer: c.PUBLIC_ISSUER } : {}),
     audiences: c.AUDIENCES,
-    authCookie: { idleMs: c.AUTH_IDLE_TIMEOUT, absoluteMs: authAbsoluteMs },
+    authCookie: { idleMs: authIdleMs, absoluteMs: authAbsoluteMs },
     refresh: { idleMs: c.REFRESH_IDLE_TIMEOUT, absoluteMs: c.REFRESH_ABSOLUTE_LIFETIME, graceMs: c.REFRESH_REUSE_GRACE },
   };
 }

@@ -26,6 +26,11 @@ describe('loadConfig: credential lifetimes', () => {
     expect(loadConfig(minimal({ AUTH_IDLE_TIMEOUT: '5m', AUTH_ABSOLUTE_LIFETIME: '1d' })).authCookie).toEqual({ idleMs: 300_000, absoluteMs: 86_400_000 });
   });
 
+  it('an idle timeout left unset fits a SESSION_TTL under an hour (a configuration that started before still starts)', () => {
+    expect(loadConfig(minimal({ SESSION_TTL: '3s' })).authCookie).toEqual({ idleMs: 3_000, absoluteMs: 3_000 });
+    expect(loadConfig(minimal({ SESSION_TTL: '30m' })).authCookie).toEqual({ idleMs: 1_800_000, absoluteMs: 1_800_000 });
+  });
+
   it('refuses bad values, naming the variable', () => {
     expect(problems({ REFRESH_REUSE_GRACE: '31s' })[0]).toMatch(/^REFRESH_REUSE_GRACE: at most 30s/);
     expect(problems({ AUTH_IDLE_TIMEOUT: '9h' })[0]).toMatch(/^AUTH_IDLE_TIMEOUT: /);
