@@ -92,7 +92,7 @@ describe('npm run deploy (scripts/deploy.sh)', () => {
     const served = new Set<string>();
     await waitUntil(async () => {
       for (const kind of ['token', 'cookie', 'session'] as const) {
-        const headers = kind === 'token' ? { authorization: `Bearer ${before.token}` } : { cookie: kind === 'cookie' ? before.authCookie : before.sidCookie };
+        const headers: Record<string, string> = kind === 'token' ? { authorization: `Bearer ${before.token}` } : { cookie: kind === 'cookie' ? before.authCookie : before.sidCookie };
         const reply = await request(`${url}/me`, { headers, signal: AbortSignal.timeout(5_000) });
         expect(reply.status).toBe(200);
         served.add(reply.node!);
