@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Cluster, waitUntil } from '../support/cluster.js';
-import { pauseContainer, unpauseContainer } from '../support/docker.js';
+import { connectNetwork, disconnect, pauseContainer, unpauseContainer } from '../support/docker.js';
 import { login, request } from '../support/http.js';
 
 // Regression tests for what the nemesis (chaos.test.ts) found, each on its own.
@@ -50,6 +50,42 @@ describe('a session read that fails does not end the session (nemesis finding 1)
       const after = await request(`${cluster.url}/me`, { headers: { cookie: who.sidCookie }, signal: AbortSignal.timeout(10_000) });
       expect(after.status).toBe(200);
       expect(after.body).toMatchObject({ user: 'demo', via: 'session' });
+    } finally {
+      admin.disconnect();
+    }
+  });
+});
+
+describe('a node cut off from Redis for longer than a few retransmissions (nemesis finding 2)', () => {
+  let cluster: Cluster;
+  beforeAll(async () => {
+    cluster = await Cluster.start({ nodes: 2, env: { HEARTBEAT_INTERVAL: '500ms', LEASE_TTL: '3s' } });
+  });
+  afterAll(async () => {
+    await cluster?.stop();
+  });
+
+  it('talks to Redis again once reconnected: heartbeats resume, its sessions work', async () => {
+    const status = JSON.parse((await cluster.cli(['--json', 'status'])).stdout) as { primary: string };
+    const victimId = [...cluster.nodes.keys()].find((id) => id !== status.primary)!;
+    const victim = cluster.nodes.get(victimId)!;
+    const admin = cluster.redis.admin();
+    try {
+      await disconnect(victim, cluster.backNetwork.getName());
+      // Its heartbeat expires (3 intervals), then the cut lasts a while longer, as the nemesis's did.
+      await waitUntil(async () => (await admin.exists(`keyfleet:node:${victimId}`)) === 0, { what: `${victimId}'s heartbeat to expire` });
+      const cutUntil = Date.now() + 8_000;
+      await waitUntil(() => Date.now() >= cutUntil, { timeoutMs: 10_000, intervalMs: 200, what: 'the cut to last 8 s' });
+      await connectNetwork(victim, cluster.backNetwork.getName(), [victimId]);
+      const reconnected = Date.now();
+      await waitUntil(
+        async () => {
+          const beat = await admin.get(`keyfleet:node:${victimId}`);
+          return beat !== null && JSON.parse(beat).at > reconnected;
+        },
+        { timeoutMs: 20_000, what: `${victimId} to heartbeat again after it was reconnected` },
+      );
+      console.log(`[figures] ${victimId} heartbeating again ${Date.now() - reconnected} ms after it was reconnected to Redis`);
     } finally {
       admin.disconnect();
     }

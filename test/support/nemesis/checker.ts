@@ -72,7 +72,8 @@ export function check(history: History, options: CheckOptions = DEFAULT_CHECK_OP
 const revocations = (history: History) => history.faults.filter((f) => f.kind === 'revoke' && f.kid && f.exitCode !== undefined);
 
 /**
- * 1. No valid, unexpired, unrevoked credential is refused (401/403) by a node. Set aside: a
+ * 1. No valid, unexpired, unrevoked credential is refused (401/403) by a node, and no login
+ * with the right password (401/429). Set aside: a
  * credential whose key a `revoke` had started on before the answer; a `sid` while a `cookie`
  * key was being revoked after its login (the cookie names no key); a token past exp + skew.
  */
@@ -80,7 +81,14 @@ function validCredentialsAccepted(history: History, options: CheckOptions): Inva
   const tally = new Tally('no valid credential refused');
   const revokes = revocations(history);
   for (const op of history.ops) {
-    if (!isCredentialOp(op) || op.worker < 0) continue;
+    if (op.worker < 0) continue;
+    if (op.kind === 'login') {
+      // The right password, refused (401, or 429 from the login throttle).
+      tally.checked++;
+      if (op.status === 401 || op.status === 429) tally.violate(describeOp(op));
+      continue;
+    }
+    if (!isCredentialOp(op)) continue;
     tally.checked++;
     if (op.status !== 401 && op.status !== 403) continue;
     if (op.kid && revokes.some((r) => r.kid === op.kid && r.start <= op.end)) tally.exclude('its key was revoked');
@@ -113,9 +121,16 @@ function failuresExplained(history: History, options: CheckOptions): InvariantRe
   return tally.result();
 }
 
-/** 3. Once `revoke` has returned, no node accepts a credential of the revoked key. */
+/**
+ * 3. Once `revoke` has returned, no node accepts a credential of the revoked key. Set aside
+ * (and counted): an answer from a node that was cut off from Redis or paused while the
+ * revoke ran, until 2 s after it was back. Such a node is not live, so the revoke does not
+ * wait for it, and it cannot learn of the revocation until it reaches Redis again: a known
+ * limit (docs/reliability.md), not hidden: the count is printed.
+ */
 function revokedStaysRevoked(history: History): InvariantResult {
   const tally = new Tally('revoked key refused after revoke returns');
+  const isolated = history.faults.filter((f) => (f.kind === 'cut-redis' || f.kind === 'cut-all' || f.kind.startsWith('pause')) && f.activeFrom !== undefined);
   for (const revoke of revocations(history)) {
     if (revoke.exitCode !== 0) {
       tally.exclude('revoke exited 3 (not confirmed by every node)');
@@ -124,7 +139,10 @@ function revokedStaysRevoked(history: History): InvariantResult {
     for (const op of history.ops) {
       if (op.kid !== revoke.kid || op.start <= revoke.end) continue;
       tally.checked++;
-      if (op.status === 200) tally.violate(`${describeOp(op)} after ${describeFault(revoke)} returned`);
+      if (op.status !== 200) continue;
+      const stale = isolated.find((f) => f.target === op.node && f.activeFrom! <= revoke.end && (f.activeUntil ?? f.end) + 2_000 >= revoke.start && (f.activeUntil ?? f.end) + 2_000 >= op.start);
+      if (stale) tally.exclude(`answered by a node isolated (${stale.kind}) while the revoke ran`);
+      else tally.violate(`${describeOp(op)} after ${describeFault(revoke)} returned`);
     }
   }
   return tally.result();
@@ -137,6 +155,7 @@ function ringVersionsGrow(history: History): InvariantResult {
   const samples = [
     ...history.health.filter((s) => s.version !== undefined).map((s) => ({ who: s.node, at: s.at, version: s.version! })),
     ...history.rings.map((s) => ({ who: 'redis', at: s.at, version: s.version })),
+    ...history.beats.map((b) => ({ who: `${b.node} (heartbeat)`, at: b.at, version: b.ringVersion })),
   ].sort((a, b) => a.at - b.at);
   for (const sample of samples) {
     tally.checked++;

@@ -91,7 +91,12 @@ export class Observer {
     return this.latestKeys.find((key) => key.purpose === purpose && key.state === 'active')?.kid;
   }
 
-  /** One look at whether the cluster is healthy: every node ready on Redis's ring version, one primary. */
+  /**
+   * One look at whether the cluster is healthy: every node heartbeating on Redis's ring
+   * version, exactly one of them primary and holding the lease, and the balancer counting
+   * every node UP. (Heartbeats, not each node's published port: a port published through a
+   * network the node was cut from and reconnected to may not come back.)
+   */
   async healthy(): Promise<{ ok: boolean; why: string }> {
     const redis = this.redis;
     if (!redis || redis.status !== 'ready') return { ok: false, why: 'Redis not reachable' };
@@ -99,17 +104,24 @@ export class Observer {
     const lease = await redis.get('keyfleet:lease');
     const holder = lease?.slice(0, lease.lastIndexOf('/'));
     if (!holder || !this.cluster.nodes.has(holder)) return { ok: false, why: `lease holder ${holder ?? 'none'}` };
-    for (const [node, container] of this.cluster.nodes) {
-      const reply = await fetch(`http://${container.getHost()}:${container.getMappedPort(3000)}/healthz`, { signal: AbortSignal.timeout(PROBE_TIMEOUT_MS) })
-        .then(async (r) => ({ status: r.status, body: (await r.json()) as { ring?: { version?: number } } }))
-        .catch(() => undefined);
-      if (reply?.status !== 200 || reply.body.ring?.version !== version) return { ok: false, why: `${node} not ready on ring v${version}` };
+    const beats = (await beatsNow(redis)).filter((beat) => Date.now() - beat.at < 2_000);
+    for (const node of this.cluster.nodes.keys()) {
+      const beat = beats.find((b) => b.id === node);
+      if (!beat || beat.ringVersion !== version) return { ok: false, why: `${node} ${beat ? `on ring v${beat.ringVersion}, not v${version}` : 'not heartbeating'}` };
     }
-    const beats = await beatsNow(redis);
     const primaries = beats.filter((beat) => beat.primary).map((beat) => beat.id);
     if (primaries.length !== 1 || primaries[0] !== holder) return { ok: false, why: `heartbeats name primaries [${primaries.join(', ')}], lease ${holder}` };
-    if (beats.length !== this.cluster.nodes.size || beats.some((beat) => beat.ringVersion !== version)) return { ok: false, why: 'heartbeats not all current' };
+    const up = await this.balancerUp();
+    if (up !== this.cluster.nodes.size) return { ok: false, why: `the balancer counts ${up} of ${this.cluster.nodes.size} nodes UP` };
     return { ok: true, why: '' };
+  }
+
+  private async balancerUp(): Promise<number> {
+    const csv = await fetch(`${this.cluster.statsUrl}/;csv`, { signal: AbortSignal.timeout(PROBE_TIMEOUT_MS) }).then((r) => r.text()).catch(() => '');
+    return csv.split('\n').filter((line) => {
+      const cells = line.split(',');
+      return cells[0] === 'app' && cells[1]?.startsWith('app') && cells[17] === 'UP';
+    }).length;
   }
 }
 

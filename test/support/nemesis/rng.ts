@@ -37,6 +37,16 @@ export class Rng {
     return entries[entries.length - 1]![0];
   }
 
+  /** A shuffled copy (Fisher-Yates). */
+  shuffle<T>(items: readonly T[]): T[] {
+    const copy = [...items];
+    for (let i = copy.length - 1; i > 0; i--) {
+      const j = Math.floor(this.next() * (i + 1));
+      [copy[i], copy[j]] = [copy[j]!, copy[i]!];
+    }
+    return copy;
+  }
+
   /** A generator of its own, derived from this one (independent streams per actor). */
   fork(): Rng {
     return new Rng(Math.floor(this.next() * 2 ** 32));
