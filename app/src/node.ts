@@ -44,9 +44,13 @@ export class KeyfleetNode {
     private readonly clock: Clock = systemClock,
   ) {
     this.startedAt = clock.now();
-    this.redis = connectRedis(config.redis, 'main');
+    // socketTimeout: a connection that gets no reply at all for 5 s is dropped and made again.
+    // A node cut off from Redis by the network (no RST, no FIN) otherwise kept a dead socket
+    // for minutes after the route came back: every command timed out, no heartbeat, no
+    // session (found by the nemesis). `commands` blocks at most 1 s (BLPOP), `sub` waits idle.
+    this.redis = connectRedis(config.redis, 'main', { socketTimeout: 5_000 });
     this.subscriber = connectRedis(config.redis, 'sub', { maxRetriesPerRequest: null, commandTimeout: undefined });
-    this.commandRedis = connectRedis(config.redis, 'commands', { commandTimeout: undefined, lazyConnect: true });
+    this.commandRedis = connectRedis(config.redis, 'commands', { commandTimeout: undefined, lazyConnect: true, socketTimeout: 5_000 });
     for (const [name, client] of [['main', this.redis], ['sub', this.subscriber], ['commands', this.commandRedis]] as const) {
       client.on('error', (error: Error) => log.debug({ connection: name, err: error.message }, 'redis connection error'));
     }
