@@ -103,12 +103,14 @@ function validCredentialsAccepted(history: History, options: CheckOptions): Inva
  * 2. No request fails (no answer, or 5xx) unless the fault explains it: an operation that needs
  * Redis (a `sid` session, a logout) while Redis was down or a node was reconnecting to it (503
  * ERR_SESSION_STORE_UNAVAILABLE, as the contract says); a logout (a POST, which HAProxy never
- * replays) in flight while a node was killed, paused or cut off.
+ * replays) in flight while a node was killed, paused or cut off; a logout answered 503 by a
+ * node cut off from Redis (it cannot end the session, says so, and the POST is not replayed).
  */
 function failuresExplained(history: History, options: CheckOptions): InvariantResult {
   const tally = new Tally('no request failed unexplained');
   const redisDown = history.faults.filter((f) => f.kind === 'restart-redis' && f.activeFrom !== undefined);
   const nodeLost = history.faults.filter((f) => (f.kind === 'kill' || f.kind === 'cut-all' || f.kind === 'pause-short' || f.kind === 'pause-long') && f.activeFrom !== undefined);
+  const cutFromRedis = history.faults.filter((f) => (f.kind === 'cut-redis' || f.kind === 'cut-all') && f.activeFrom !== undefined);
   for (const op of history.ops) {
     if (op.worker < 0) continue;
     tally.checked++;
@@ -116,6 +118,8 @@ function failuresExplained(history: History, options: CheckOptions): InvariantRe
     const needsRedis = op.kind === 'me-session' || op.kind === 'logout';
     if (needsRedis && redisDown.some((f) => overlaps(op, f.activeFrom!, (f.activeUntil ?? f.end) + options.redisReconnectGraceMs))) tally.exclude('needs Redis, Redis was down');
     else if (op.kind === 'logout' && nodeLost.some((f) => overlaps(op, f.activeFrom!, f.activeUntil ?? f.end))) tally.exclude('a POST in flight on a lost node');
+    else if (op.kind === 'logout' && op.code === 'ERR_SESSION_STORE_UNAVAILABLE' && cutFromRedis.some((f) => f.target === op.node && overlaps(op, f.activeFrom!, (f.activeUntil ?? f.end) + options.redisReconnectGraceMs)))
+      tally.exclude('a logout on a node cut from Redis (503; HAProxy replays no POST but /login)');
     else tally.violate(describeOp(op));
   }
   return tally.result();

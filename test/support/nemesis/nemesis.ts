@@ -140,8 +140,9 @@ export async function runNemesis(options: NemesisOptions): Promise<NemesisRun> {
         switch (kind) {
           case 'kill':
             await record({ kind, target }, async (fault) => {
+              fault.activeFrom = Date.now(); // the SIGKILL lands somewhere in this call
               await cluster.killNode(target!);
-              fault.activeFrom = fault.activeUntil = Date.now();
+              fault.activeUntil = Date.now();
               fault.detail = `replaced by ${(await cluster.addNode()).id}`;
             });
             break;
