@@ -184,9 +184,20 @@ export class KeyfleetNode {
       this.config.heartbeatIntervalMs * 3,
       this.config.masterKey,
     ).then(
-      () => this.holder.markCurrent(sentAt),
+      () => this.backInTouch(sentAt),
       (error: unknown) => this.log.debug({ err: error }, 'heartbeat failed'),
     );
+  }
+
+  /**
+   * A heartbeat Redis acknowledged. After a spell out of touch (cut off, paused), rotations
+   * may have gone ahead without this node, and their announcement may never reach it (its
+   * subscriber's connection can die with the route): it loads the ring before it vouches for
+   * it again, or it would refuse the new keys' credentials with 401 (found by the nemesis).
+   */
+  private async backInTouch(sentAt: number): Promise<void> {
+    if (!this.holder.inSync && !(await this.holder.reload('back in touch', { throwOnError: true }).then(() => true, () => false))) return;
+    this.holder.markCurrent(sentAt);
   }
 
   /** Turns /healthz to 503 so the balancer stops sending new requests here. */
