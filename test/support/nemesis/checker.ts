@@ -22,9 +22,11 @@ export interface CheckOptions {
   recoveryBoundMs: number;
   /** Heartbeats of one node further apart than this split its runs as primary (samples missed). */
   beatGapMs: number;
+  /** A node is live while its last heartbeat is younger than this (3 HEARTBEAT_INTERVALs). */
+  livenessWindowMs: number;
 }
 
-export const DEFAULT_CHECK_OPTIONS: CheckOptions = { clockSkewMs: 5_000, redisReconnectGraceMs: 3_000, recoveryBoundMs: 30_000, beatGapMs: 2_000 };
+export const DEFAULT_CHECK_OPTIONS: CheckOptions = { clockSkewMs: 5_000, redisReconnectGraceMs: 3_000, recoveryBoundMs: 30_000, beatGapMs: 2_000, livenessWindowMs: 1_500 };
 
 const t = (ms: number) => new Date(ms).toISOString().slice(11, 23);
 export const describeOp = (op: Op) =>
@@ -60,7 +62,7 @@ export function check(history: History, options: CheckOptions = DEFAULT_CHECK_OP
   return [
     validCredentialsAccepted(history, options),
     failuresExplained(history, options),
-    revokedStaysRevoked(history),
+    revokedStaysRevoked(history, options),
     ringVersionsGrow(history),
     keysKeptUntilDeleteAfter(history),
     onePrimary(history, options),
@@ -127,14 +129,20 @@ function failuresExplained(history: History, options: CheckOptions): InvariantRe
 
 /**
  * 3. Once `revoke` has returned, no node accepts a credential of the revoked key. Set aside
- * (and counted): an answer from a node that was cut off from Redis or paused while the
- * revoke ran, until 2 s after it was back. Such a node is not live, so the revoke does not
- * wait for it, and it cannot learn of the revocation until it reaches Redis again: a known
- * limit (docs/reliability.md), not hidden: the count is printed.
+ * (and counted): an answer from a node that was not live at some moment of the revoke (no
+ * heartbeat within the liveness window: cut off, paused, or back but not yet heartbeating).
+ * `revoke` waits only for the nodes live when it checks; such a node learns of the revocation
+ * when it reaches Redis again: a known limit (docs/reliability.md), not hidden.
  */
-function revokedStaysRevoked(history: History): InvariantResult {
+function revokedStaysRevoked(history: History, options: CheckOptions): InvariantResult {
   const tally = new Tally('revoked key refused after revoke returns');
-  const isolated = history.faults.filter((f) => (f.kind === 'cut-redis' || f.kind === 'cut-all' || f.kind.startsWith('pause')) && f.activeFrom !== undefined);
+  const beatsOf = new Map<string, number[]>();
+  for (const beat of history.beats) beatsOf.set(beat.node, [...(beatsOf.get(beat.node) ?? []), beat.at]);
+  const liveAt = (node: string, at: number) => (beatsOf.get(node) ?? []).some((beat) => beat <= at && beat > at - options.livenessWindowMs);
+  const liveThroughout = (node: string, from: number, until: number) => {
+    for (let at = from; at < until; at += 250) if (!liveAt(node, at)) return false;
+    return liveAt(node, until);
+  };
   for (const revoke of revocations(history)) {
     if (revoke.exitCode !== 0) {
       tally.exclude('revoke exited 3 (not confirmed by every node)');
@@ -144,8 +152,7 @@ function revokedStaysRevoked(history: History): InvariantResult {
       if (op.kid !== revoke.kid || op.start <= revoke.end) continue;
       tally.checked++;
       if (op.status !== 200) continue;
-      const stale = isolated.find((f) => f.target === op.node && f.activeFrom! <= revoke.end && (f.activeUntil ?? f.end) + 2_000 >= revoke.start && (f.activeUntil ?? f.end) + 2_000 >= op.start);
-      if (stale) tally.exclude(`answered by a node isolated (${stale.kind}) while the revoke ran`);
+      if (op.node && !liveThroughout(op.node, revoke.start, revoke.end)) tally.exclude('answered by a node that was not live throughout the revoke');
       else tally.violate(`${describeOp(op)} after ${describeFault(revoke)} returned`);
     }
   }

@@ -64,11 +64,15 @@ describe('the nemesis checker', () => {
     const h = clean();
     h.faults.push({ kind: 'revoke', kid: 'sign-1', purpose: 'sign', start: T0 + 1_000, end: T0 + 1_500, ok: true, exitCode: 0 });
     h.op({ worker: -1, kind: 'me-token', start: T0 + 1_400, end: T0 + 1_410, status: 200, kid: 'sign-1' }); // before it returned: allowed
+    for (let at = T0 + 500; at <= T0 + 1_600; at += 500) h.beats.push({ node: 'node-2', at, primary: false, ringVersion: 4 });
     h.op({ worker: -1, kind: 'me-token', start: T0 + 1_600, end: T0 + 1_610, status: 200, kid: 'sign-1', node: 'node-2' });
+    // node-3 had not heartbeated for 1.5 s when the revoke started: revoke did not wait for it.
+    h.op({ worker: -1, kind: 'me-token', start: T0 + 1_620, end: T0 + 1_630, status: 200, kid: 'sign-1', node: 'node-3' });
     const r = result(h, 'revoked key refused after revoke returns');
-    expect(r.checked).toBe(1);
+    expect(r.checked).toBe(2);
     expect(r.violations).toBe(1);
     expect(r.first).toMatch(/node-2/);
+    expect(r.excluded).toEqual({ 'answered by a node that was not live throughout the revoke': 1 });
   });
 
   it('catches a ring version going back on a node', () => {
