@@ -49,9 +49,13 @@ export class KeyfleetNode {
   ) {
     this.startedAt = clock.now();
     configureIssuer(config.publicIssuer);
-    this.redis = connectRedis(config.redis, 'main');
+    // socketTimeout: a connection that gets no reply at all for 5 s is dropped and made again.
+    // A node cut off from Redis by the network (no RST, no FIN) otherwise kept a dead socket
+    // for minutes after the route came back: every command timed out, no heartbeat, no
+    // session (found by the nemesis). `commands` blocks at most 1 s (BLPOP), `sub` waits idle.
+    this.redis = connectRedis(config.redis, 'main', { socketTimeout: 5_000 });
     this.subscriber = connectRedis(config.redis, 'sub', { maxRetriesPerRequest: null, commandTimeout: undefined });
-    this.commandRedis = connectRedis(config.redis, 'commands', { commandTimeout: undefined, lazyConnect: true });
+    this.commandRedis = connectRedis(config.redis, 'commands', { commandTimeout: undefined, lazyConnect: true, socketTimeout: 5_000 });
     for (const [name, client] of [['main', this.redis], ['sub', this.subscriber], ['commands', this.commandRedis]] as const) {
       client.on('error', (error: Error) => log.debug({ connection: name, err: error.message }, 'redis connection error'));
     }
@@ -206,9 +210,20 @@ export class KeyfleetNode {
       this.config.heartbeatIntervalMs * 3,
       this.config.masterKey,
     ).then(
-      () => this.holder.markCurrent(sentAt),
+      () => this.backInTouch(sentAt),
       (error: unknown) => this.log.debug({ err: error }, 'heartbeat failed'),
     );
+  }
+
+  /**
+   * A heartbeat Redis acknowledged. After a spell out of touch (cut off, paused), rotations
+   * may have gone ahead without this node, and their announcement may never reach it (its
+   * subscriber's connection can die with the route): it loads the ring before it vouches for
+   * it again, or it would refuse the new keys' credentials with 401 (found by the nemesis).
+   */
+  private async backInTouch(sentAt: number): Promise<void> {
+    if (!this.holder.inSync && !(await this.holder.reload('back in touch', { throwOnError: true }).then(() => true, () => false))) return;
+    this.holder.markCurrent(sentAt);
   }
 
   /** Turns /healthz to 503 so the balancer stops sending new requests here. */

@@ -111,7 +111,12 @@ export function sessionMiddleware(redis: Redis, holder: RingHolder, ttlMs: numbe
     resave: false,
     saveUninitialized: false,
     rolling: false,
-    unset: 'destroy',
+    // 'keep', never 'destroy': with 'destroy', a request whose session could not be read (the
+    // store timed out: Redis paused, or this node cut off from it) ends with no req.session,
+    // and express-session then deletes the session from the store (index.js shouldDestroy);
+    // the DEL waits in the socket and lands once Redis answers again, ending a valid session.
+    // Logout destroys its session explicitly.
+    unset: 'keep',
     cookie: { httpOnly: true, sameSite: 'lax', secure: 'auto', maxAge: ttlMs, path: '/' },
   });
   const notReady = () => unavailable('ERR_NOT_READY', 'key ring not loaded yet');
