@@ -9,6 +9,7 @@ import { readReplies, sendCommand, type Reply } from '../cluster/commands.js';
 import { authenticBeats, liveNodes } from '../cluster/heartbeat.js';
 import { leaseHolder } from '../cluster/lease.js';
 import { checkAgainstPeers } from '../keyring/holder.js';
+import type { RotationOutcome } from '../keyring/rotation.js';
 import { mergeRings, whatReplacingUndoes } from '../keyring/merge.js';
 import { beatAuthentic, newRingId as randomRingId, openRing, type OpenedRing } from '../keyring/seal.js';
 import { RingSnapshot } from '../keyring/snapshot.js';
@@ -160,20 +161,8 @@ async function command(redis: Redis, body: Parameters<typeof sendCommand>[1], ti
   return last.type === 'result' ? last.data : undefined;
 }
 
-interface Outcome {
-  ok: boolean;
-  purpose: string;
-  kid: string;
-  pending: string[];
-  nodes: number;
-  confirmedMs: number;
-  totalMs: number;
-  publishedAt?: number;
-  notBefore?: number;
-  emergency?: boolean;
-  revokedNext?: string;
-  next?: string;
-}
+/** What the primary answers for each purpose of a `rotate` (sent as JSON). */
+type Outcome = RotationOutcome;
 
 const EMERGENCY_WARNING =
   'was not published ahead of use: services verifying tokens with a cached JWKS may refuse the new tokens until their cache refreshes (jose: 30 s after the first unknown kid; others up to their cache age)';
