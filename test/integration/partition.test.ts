@@ -20,6 +20,18 @@ async function balancerRetries(cluster: Cluster): Promise<number> {
   return Number(row[header.indexOf('wretr')]);
 }
 
+/**
+ * A login that lands on a node that cannot store sessions (cut off, or just reconnected) gets
+ * a token and an auth cookie but no session, and no sid for it: log in until one has all three.
+ */
+async function loginWithSession(url: string): Promise<LoginResult> {
+  for (let attempt = 0; attempt < 10; attempt++) {
+    const who = await login(url).catch(() => undefined);
+    if (who) return who;
+  }
+  throw new Error('no login with a session in 10 attempts');
+}
+
 describe('a node cut off from Redis while a rotation goes ahead without it', () => {
   let cluster: Cluster;
   beforeAll(async () => {
@@ -43,11 +55,7 @@ describe('a node cut off from Redis while a rotation goes ahead without it', () 
       expect(rotated.exitCode, rotated.output).toBe(0);
       expect(rotated.stdout).toMatch(/2\/2 nodes confirmed/);
 
-      // A login that lands on the cut-off node gets a token and an auth cookie but no session
-      // (it cannot store one, and hands out no sid for it): log in until one has all three.
-      let fresh: LoginResult | undefined;
-      for (let attempt = 0; !fresh && attempt < 10; attempt++) fresh = await login(c.url).catch(() => undefined);
-      if (!fresh) throw new Error('no login with a session in 10 attempts');
+      const fresh = await loginWithSession(c.url);
       const retriesBefore = await balancerRetries(c);
       const traffic = startTraffic(c.url, { workers: 4, maxMs: 60_000, credentials: fresh, kinds: ['token', 'cookie', 'session'] });
       await waitUntil(() => traffic.report.sent >= 1_500, { timeoutMs: 60_000, what: '1,500 requests with fresh credentials' });
@@ -73,7 +81,7 @@ describe('a node cut off from Redis while a rotation goes ahead without it', () 
       await connectNetwork(victim, c.backNetwork.getName(), [victimId]);
     }
     // Reconnected, it serves the new key itself again.
-    const fresh = await login(c.url);
+    const fresh = await loginWithSession(c.url);
     await waitUntil(
       async () => {
         for (let i = 0; i < 6; i++) {
