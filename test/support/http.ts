@@ -36,7 +36,13 @@ export function postLogin(baseUrl: string, body: unknown, headers: Record<string
 }
 
 export async function login(baseUrl: string, username = 'demo', password = 'demo-password'): Promise<LoginResult> {
-  const reply = await postLogin(baseUrl, { username, password });
+  let reply = await postLogin(baseUrl, { username, password });
+  // A node that cannot store the session right now (cut off, just reconnected, its Redis
+  // connection being remade) logs the user in without one and hands out no sid; the next
+  // login lands on another node. A few tries, then it is a failure like any other.
+  for (let attempt = 1; attempt < 5 && reply.status === 200 && reply.body?.session === false; attempt++) {
+    reply = await postLogin(baseUrl, { username, password });
+  }
   if (reply.status !== 200) throw new Error(`login failed: ${reply.status} ${JSON.stringify(reply.body)}`);
   const cookies = reply.headers.getSetCookie();
   const pick = (name: string) => {
