@@ -151,7 +151,7 @@ describe('KEYFLEET_STATS_BIND=127.0.0.1:8404 (the Kubernetes setting)', () => {
 
   beforeAll(async () => {
     network = await new Network().start();
-    lb = await startBalancer(network, { KEYFLEET_STATS_BIND: '127.0.0.1:8404' });
+    lb = await startBalancer(network, { KEYFLEET_STATS_BIND: '127.0.0.1:8404' }, { publishStats: false });
   });
   afterAll(async () => {
     await lb?.stop({ timeout: 0 });

@@ -111,13 +111,19 @@ export async function startAppNode(network: StartedNetwork, options: AppNodeOpti
 /** The balancer's certificate, made once by scripts/bootstrap.sh (self-signed, its own CA). */
 export const TLS_DIR = resolve(import.meta.dirname, '../../secrets/tls');
 
-export async function startBalancer(network: StartedNetwork, env: Record<string, string> = {}): Promise<StartedTestContainer> {
+export async function startBalancer(
+  network: StartedNetwork,
+  env: Record<string, string> = {},
+  // The stats port bound inside the container only (KEYFLEET_STATS_BIND=127.0.0.1:…) is
+  // not published: a wait for it to listen from outside could never end.
+  { publishStats = true }: { publishStats?: boolean } = {},
+): Promise<StartedTestContainer> {
   return new GenericContainer(IMAGES.lb)
     .withNetwork(network)
     .withNetworkAliases('lb')
     .withEnvironment(env)
     .withCopyFilesToContainer([{ source: `${TLS_DIR}/haproxy.pem`, target: '/usr/local/etc/haproxy/certs/keyfleet.pem', mode: 0o644 }])
-    .withExposedPorts(8080, 8443, 8404)
+    .withExposedPorts(...(publishStats ? [8080, 8443, 8404] : [8080, 8443]))
     .withWaitStrategy(Wait.forListeningPorts())
     .withStartupTimeout(startupTimeoutMs)
     .start();
