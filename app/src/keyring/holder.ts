@@ -73,6 +73,8 @@ export class RingHolder extends EventEmitter<{ change: [RingSnapshot]; alarm: [R
   /** A ring that never changes (KEYRING_MODE local or static): always current. */
   private fixed = false;
   private inFlight: Promise<RingSnapshot | undefined> | undefined;
+  /** The read that follows the one in flight, for callers who came after it had started. */
+  private following: Promise<RingSnapshot | undefined> | undefined;
   private lastUnknownKidReload = Number.NEGATIVE_INFINITY;
   private timer: NodeJS.Timeout | undefined;
   private readonly onMessage = (channel: string, message: string) => {
@@ -113,8 +115,9 @@ export class RingHolder extends EventEmitter<{ change: [RingSnapshot]; alarm: [R
 
   /** Waits up to `ms` for a reload already under way; true when none is (any more). */
   async settled(ms: number): Promise<boolean> {
-    if (!this.inFlight) return true;
-    const done = this.inFlight.then(
+    const last = this.following ?? this.inFlight;
+    if (!last) return true;
+    const done = last.then(
       () => true,
       () => true,
     );
@@ -170,14 +173,34 @@ export class RingHolder extends EventEmitter<{ change: [RingSnapshot]; alarm: [R
     );
   }
 
-  /** Reads the ring from Redis; concurrent callers share one read. */
+  /**
+   * Reads the ring from Redis, with a read that starts after this call: a read already in
+   * flight may have reached Redis before the change that prompted this one (an announcement,
+   * a heartbeat back in touch), so callers wait for the next read instead, which they share.
+   * Joining the read in flight lost announcements: the node kept the ring that read returned,
+   * and, still in sync, refused the new key's credentials until the periodic reload.
+   */
   reload(reason: string, { throwOnError = false } = {}): Promise<RingSnapshot | undefined> {
-    this.inFlight ??= this.load(reason).finally(() => (this.inFlight = undefined));
-    return this.inFlight.catch((error: unknown) => {
+    return this.freshRead(reason).catch((error: unknown) => {
       if (throwOnError) throw error;
       this.options.log.warn({ err: error, reason }, 'ring reload failed; serving the ring held in memory');
       return this.snapshot;
     });
+  }
+
+  private freshRead(reason: string): Promise<RingSnapshot | undefined> {
+    if (!this.inFlight) {
+      this.inFlight = this.load(reason).finally(() => (this.inFlight = undefined));
+      return this.inFlight;
+    }
+    this.following ??= this.inFlight.then(
+      () => undefined,
+      () => undefined,
+    ).then(() => {
+      this.following = undefined;
+      return this.freshRead(reason);
+    });
+    return this.following;
   }
 
   /** Adopts a ring this node itself just committed, without waiting for the announcement. */

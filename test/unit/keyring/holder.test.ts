@@ -73,14 +73,45 @@ describe('RingHolder.reload', () => {
     expect(holder.current).toBeUndefined();
   });
 
-  it('shares one read between concurrent callers', async () => {
+  it('shares reads between concurrent callers: one, and one more for all who came while it ran', async () => {
     const masterKey = newMasterKey();
     const store = new FakeStore(await buildRing(masterKey));
     const holder = makeHolder(store, masterKey, new FakeClock());
-    const [a, b, c] = await Promise.all([holder.reload('a'), holder.reload('b'), holder.reload('c')]);
-    expect(store.reads).toBe(1);
+    const [a, b, c, d] = await Promise.all([holder.reload('a'), holder.reload('b'), holder.reload('c'), holder.reload('d')]);
+    expect(store.reads).toBe(2);
     expect(a).toBe(b);
     expect(b).toBe(c);
+    expect(c).toBe(d);
+  });
+});
+
+describe('RingHolder.reload after a read already in flight', () => {
+  it('reads again for a caller that came after the read had started, and shares that read', async () => {
+    const { holder, store, doc, masterKey } = await loadedHolder();
+    // A read that reached Redis before the rotation, and answers only after it.
+    let answer!: () => void;
+    const stale = (await store.readRaw())!;
+    store.reads = 1;
+    const readRaw = store.readRaw.bind(store);
+    store.readRaw = async () => {
+      store.readRaw = readRaw;
+      store.reads++;
+      await new Promise<void>((resolve) => (answer = resolve));
+      return stale;
+    };
+    const first = holder.reload('periodic');
+    await new Promise((resolve) => setImmediate(resolve));
+    // The rotation lands and its announcement arrives while that read is in flight.
+    store.doc = await rotateKey(doc, 'sign', T0 + 1000, masterKey);
+    const announced = holder.reload('announced');
+    const another = holder.reload('unknown kid');
+    answer();
+    expect((await first)?.version).toBe(1);
+    expect((await announced)?.version).toBe(2);
+    expect(await another).toBe(await announced);
+    expect(store.reads).toBe(3);
+    expect(holder.current?.version).toBe(2);
+    expect(await holder.settled(10)).toBe(true);
   });
 });
 
