@@ -14,6 +14,8 @@ export const SESSION_COOKIE = 'sid';
 
 declare module 'express-session' {
   interface SessionData {
+    /** When the login that started this session was (ms): it ends SESSION_TTL later; logging out everywhere ends older ones. */
+    loginAt?: number;
     user?: string;
     visits?: number;
     nodesSeen?: string[];
@@ -133,8 +135,18 @@ export function sessionMiddleware(redis: Redis, holder: RingHolder, ttlMs: numbe
       return;
     }
     handler(req, res, (error?: unknown) => {
-      if (error) next(storeDown());
-      else next();
+      if (error) {
+        next(storeDown());
+        return;
+      }
+      if (!req.session || !over(req.session, ttlMs)) {
+        endAtLoginPlusTtl(req, ttlMs);
+        next();
+        return;
+      }
+      // Past its end (Redis keeps a key up to a second longer: TTLs are whole seconds): a new,
+      // empty session in its place, stored only if something is put in it (a login).
+      req.session.regenerate((regenerateError?: unknown) => next(regenerateError ? storeDown() : undefined));
     });
   };
   const read = async (req: Request): Promise<void> => {
@@ -149,9 +161,25 @@ export function sessionMiddleware(redis: Redis, holder: RingHolder, ttlMs: numbe
         error && (error as { code?: string }).code !== 'ENOENT' ? reject(storeDown()) : resolve(error ? null : value),
       ),
     );
-    if (!data) return;
+    if (!data || over(data, ttlMs)) return;
     req.sessionID = sid;
     (req as { session?: unknown }).session = data;
   };
   return Object.assign(middleware, { store: cached, read });
 }
+
+/**
+ * A session lives SESSION_TTL from its login, however often it is used. express-session
+ * "touches" every session it loaded when the answer's headers go out (resets the cookie's
+ * expiry to now + maxAge), so each save (a visit counted, any change) moved the expiry of
+ * both the `sid` cookie and the Redis key forward: a session in use never ended. What it
+ * resets to is `originalMaxAge`: set to the time left, the expiry stays where the login put it.
+ */
+function endAtLoginPlusTtl(req: Request, ttlMs: number): void {
+  const loginAt = req.session?.loginAt;
+  if (loginAt === undefined) return;
+  req.session.cookie.originalMaxAge = Math.max(1, loginAt + ttlMs - Date.now());
+}
+
+/** True once SESSION_TTL has passed since the session's login. */
+const over = (data: Readonly<SessionData>, ttlMs: number) => data.loginAt !== undefined && data.loginAt + ttlMs <= Date.now();
