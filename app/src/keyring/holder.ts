@@ -5,6 +5,7 @@ import type { Clock } from '../lib/clock.js';
 import { KeyfleetError } from '../lib/errors.js';
 import type { Logger } from '../lib/log.js';
 import { redisKeys } from '../lib/redisKeys.js';
+import type { HeldRing } from './ports.js';
 import { openRing, type OpenedRing } from './seal.js';
 import { RingSnapshot } from './snapshot.js';
 import type { RingStore } from './store.js';
@@ -62,7 +63,7 @@ export interface RingHolderOptions {
  * periodically as a backstop, and at most once a second for a token with an unknown kid.
  * When Redis is unreachable, or has lost the ring, it keeps serving what it holds.
  */
-export class RingHolder extends EventEmitter<{ change: [RingSnapshot]; alarm: [RingAlarm | undefined]; unknownKid: [reloaded: boolean] }> {
+export class RingHolder extends EventEmitter<{ change: [RingSnapshot]; alarm: [RingAlarm | undefined]; unknownKid: [reloaded: boolean] }> implements HeldRing {
   private snapshot: RingSnapshot | undefined;
   private ringAlarm: RingAlarm | undefined;
   private alarmedFingerprint: string | undefined;

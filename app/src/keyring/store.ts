@@ -1,17 +1,12 @@
 import type { Redis } from 'ioredis';
 import { KeyfleetError } from '../lib/errors.js';
 import { redisKeys } from '../lib/redisKeys.js';
+import type { AuditEntry, CommitResult, RingCommitter, RingReader } from './ports.js';
 import { openRing, sealRing, type OpenedRing } from './seal.js';
 import type { RingDocument } from './types.js';
 
-/** Who changed the ring and how; appended to the audit stream with the new version. */
-export interface AuditEntry {
-  actor: string;
-  action: string;
-  purpose?: string;
-  kid?: string;
-  detail?: string;
-}
+export type { AuditEntry, CommitResult } from './ports.js';
+
 
 export interface AuditEvent extends AuditEntry {
   id: string;
@@ -38,13 +33,12 @@ redis.call('PUBLISH', ARGV[5], next)
 return {1, next}
 `;
 
-export type CommitResult = { ok: true; version: number } | { ok: false; reason: 'conflict' | 'fenced'; current: number };
 
 /**
  * Reads and writes the ring in Redis. Holds no state of its own. Every read is authenticated
  * and every write sealed under the master key (seal.ts).
  */
-export class RingStore {
+export class RingStore implements RingReader, RingCommitter {
   constructor(
     private readonly redis: Redis,
     private readonly masterKey: Buffer,

@@ -1,4 +1,3 @@
-import type { Redis } from 'ioredis';
 import { describe, expect, it } from 'vitest';
 import { generateKey } from '../../../app/src/keyring/generate.js';
 import { activeKey, findKey, stage, stagedKey } from '../../../app/src/keyring/lifecycle.js';
@@ -33,7 +32,7 @@ class FakeWriter {
   }
 }
 
-const noNodes = { scan: async () => ['0', []], mget: async () => [] } as unknown as Redis;
+const noNodes = { liveNodes: async () => [] };
 
 /** A ring with one active key per purpose and a next signing key, all made at T0. */
 async function setup({ withNext = true } = {}) {
@@ -46,7 +45,7 @@ async function setup({ withNext = true } = {}) {
   const run = (purpose: 'sign' | 'encrypt', extra: { emergency?: boolean; prepublishMs?: number } = {}) =>
     rotate(purpose, {
       writer: writer as unknown as RingWriter,
-      redis: noNodes,
+      nodes: noNodes,
       clock,
       masterKey,
       confirmTimeoutMs: 1_000,
