@@ -1,5 +1,5 @@
 import type { Redis } from 'ioredis';
-import type { AuditEvent, RingStore } from '../keyring/store.js';
+import { readAudit, type AuditEvent, type RingStore } from '../keyring/store.js';
 import type { RingDocument } from '../keyring/types.js';
 import type { Logger } from '../lib/log.js';
 import { liveNodes, type NodeBeat } from './heartbeat.js';
@@ -22,6 +22,6 @@ export function redisStatusSource(redis: Redis, store: RingStore, log?: Logger):
     nodes: () => liveNodes(redis, log),
     primary: () => leaseHolder(redis),
     ring: () => store.read().then((opened) => opened?.doc ?? null),
-    audit: (count) => store.auditTail(count),
+    audit: (count) => readAudit(redis, count, log),
   };
 }
