@@ -77,8 +77,11 @@ export class Lease implements PrimaryLease {
   }
 }
 
-/** The node id of the lease holder, if any. */
+/** A lease token as acquireOrRenew makes it: the node id, a slash, 16 hex digits. */
+const TOKEN = /^(.{1,256})\/[0-9a-f]{16}$/s;
+
+/** The node id of the lease holder, if any (a value that is no lease token names nobody). */
 export async function leaseHolder(redis: Redis): Promise<string | undefined> {
   const token = await redis.get(redisKeys.lease);
-  return token === null ? undefined : token.slice(0, token.lastIndexOf('/'));
+  return token === null ? undefined : TOKEN.exec(token)?.[1];
 }

@@ -3,6 +3,7 @@ import { EventEmitter } from 'node:events';
 import type { Redis } from 'ioredis';
 import type { Clock } from '../lib/clock.js';
 import { KeyfleetError } from '../lib/errors.js';
+import { reportMalformed } from '../lib/fromRedis.js';
 import type { Logger } from '../lib/log.js';
 import { redisKeys } from '../lib/redisKeys.js';
 import type { HeldRing } from './ports.js';
@@ -77,7 +78,11 @@ export class RingHolder extends EventEmitter<{ change: [RingSnapshot]; alarm: [R
   private lastUnknownKidReload = Number.NEGATIVE_INFINITY;
   private timer: NodeJS.Timeout | undefined;
   private readonly onMessage = (channel: string, message: string) => {
-    if (channel !== redisKeys.ringChannel || (Number(message) === this.snapshot?.version && !this.ringAlarm)) return;
+    if (channel !== redisKeys.ringChannel) return;
+    // The message is the new version. Anything else (anyone with the password can publish) is
+    // reported and skipped: the ring is only ever read authenticated, and the backstop reloads.
+    if (!/^\d{1,15}$/.test(message)) return reportMalformed(this.options.log, redisKeys.ringChannel, 'ERR_BAD_SHAPE');
+    if (Number(message) === this.snapshot?.version && !this.ringAlarm) return;
     void this.reload('announced').catch(() => undefined);
   };
 
