@@ -119,6 +119,26 @@ describe('PrimaryDuty: scheduled rotation', () => {
     const deletion = world.ring.audits.at(-1)!;
     expect(deletion).toMatchObject({ action: 'delete', detail: old, actor: 'node-1' });
   });
+
+  it('a blocked scheduled rotation leaves its key staged, unforced, until an operator rotates again (runbook: KeyfleetRotationStuck)', async () => {
+    const world = await started();
+    world.nodes.stuck('node-9', 1);
+    world.clock.advance(ROTATION_INTERVAL_MS);
+    await world.duty.tick();
+    await until(() => world.observer.rotations.length === PURPOSES.length, 'three scheduled runs');
+    // node-9 holds v1, which already held the next signing key: only sign could be promoted.
+    expect(Object.fromEntries(world.observer.rotations.map((run) => [run.purpose, run.ok]))).toEqual({ sign: true, encrypt: false, cookie: false });
+    const staged = stagedKey(ringOf(world), 'encrypt')!.kid;
+
+    world.nodes.remove('node-9'); // its heartbeat expired
+    world.clock.advance(ROTATION_INTERVAL_MS);
+    await world.duty.tick();
+    await settle(50);
+    expect(stagedKey(ringOf(world), 'encrypt')?.kid).toBe(staged);
+    world.commands.push(command({ action: 'rotate', id: 'again', purposes: ['encrypt'] }));
+    await until(() => world.commands.last('again')?.type === 'result', 'the operator rotation');
+    expect(activeKey(ringOf(world), 'encrypt')?.kid).toBe(staged);
+  });
 });
 
 describe('PrimaryDuty: propagate-then-activate', () => {
