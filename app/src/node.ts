@@ -6,11 +6,12 @@ import { sessionMiddleware } from './auth/session.js';
 import { RefreshTokens } from './auth/refresh.js';
 import { CredentialRevocations } from './auth/revocations.js';
 import { LoginThrottle } from './auth/throttle.js';
-import { authenticBeats, publishBeat, removeBeat } from './cluster/heartbeat.js';
+import { RedisCommandChannel } from './cluster/commands.js';
+import { authenticBeats, HeartbeatDirectory, publishBeat, removeBeat } from './cluster/heartbeat.js';
 import { Lease } from './cluster/lease.js';
 import { PrimaryDuty } from './cluster/primary.js';
+import { redisStatusSource } from './cluster/status.js';
 import { createApp } from './http/app.js';
-import { redisSource } from './http/dashboard.js';
 import { localRing, staticRing } from './keyring/fixed.js';
 import { RingHolder } from './keyring/holder.js';
 import { RingSnapshot } from './keyring/snapshot.js';
@@ -97,8 +98,8 @@ export class KeyfleetNode {
     });
     this.primary = new PrimaryDuty({
       role: config.nodeRole,
-      redis: this.redis,
-      commandRedis: this.commandRedis,
+      nodes: new HeartbeatDirectory(this.redis, log.child({ component: 'primary' })),
+      commands: new RedisCommandChannel(this.commandRedis, this.redis, log.child({ component: 'primary' })),
       store: this.store,
       holder: this.holder,
       lease: this.lease,
@@ -144,7 +145,7 @@ export class KeyfleetNode {
         mode: config.dashboard,
         token: config.dashboardToken,
         operators: config.dashboardUsers,
-        source: redisSource(this.redis, this.store),
+        source: redisStatusSource(this.redis, this.store, log.child({ component: 'dashboard' })),
         heartbeatIntervalMs: config.heartbeatIntervalMs,
       },
       metrics: this.metrics,

@@ -1,5 +1,7 @@
 import { createHash, createHmac, hkdfSync, randomBytes } from 'node:crypto';
 import type { Redis } from 'ioredis';
+import { z } from 'zod';
+import { checkStored } from '../lib/fromRedis.js';
 import { redisKeys, PREFIX } from '../lib/redisKeys.js';
 import { unauthorized, unavailable } from '../lib/errors.js';
 import { credentialId, revocationKeys } from './revocations.js';
@@ -88,6 +90,13 @@ redis.call('XADD', KEYS[5], 'MAXLEN', '~', '10000', '*', 'version', version, 'at
 return {'reuse', user, tonumber(used)}
 `;
 
+// What REDEEM_LUA answers, from a family hash that anyone with the password could have
+// written: checked, and anything else is an unknown token (401), never a cast nor a 5xx.
+const RedeemReplySchema = z.union([
+  z.tuple([z.enum(['ok', 'retry', 'reuse']), z.string().min(1).max(512)]).rest(z.unknown()),
+  z.tuple([z.enum(['expired', 'revoked', 'invalid'])]).rest(z.unknown()),
+]);
+
 /**
  * Refresh-token families in Redis. Holds no state but the chain key; every call needs Redis
  * (a 503 ERR_REFRESH_UNAVAILABLE when it cannot be reached).
@@ -141,9 +150,9 @@ export class RefreshTokens {
     const family = match[1]!;
     const successor = this.successor(token);
     const { graceMs, idleMs, absoluteMs } = this.options;
-    let reply: [string, string?, number?];
+    let raw: unknown;
     try {
-      reply = (await this.redis.eval(
+      raw = await this.redis.eval(
         REDEEM_LUA,
         6,
         familyKey(family),
@@ -162,13 +171,16 @@ export class RefreshTokens {
         String(now + revokeForMs),
         revocationKeys.channel,
         actor,
-      )) as [string, string?, number?];
+      );
     } catch {
       throw unavailable('ERR_REFRESH_UNAVAILABLE', 'the refresh-token store is unavailable');
     }
-    const [status, user, generation] = reply;
-    if (status === 'ok' || status === 'retry') return { status, user: user!, family, generation: Number(generation), refreshToken: successor };
-    if (status === 'reuse') return { status, user: user!, family, generation: Number(generation) };
+    const checked = checkStored(RedeemReplySchema, raw);
+    if (!checked.ok) throw unauthorized('ERR_REFRESH_INVALID', 'refresh token unknown, expired or revoked');
+    const [status, user, rawGeneration] = checked.value as [string, string?, unknown?];
+    const generation = Number.isSafeInteger(Number(rawGeneration)) ? Number(rawGeneration) : 0;
+    if (status === 'ok' || status === 'retry') return { status, user: user!, family, generation, refreshToken: successor };
+    if (status === 'reuse') return { status, user: user!, family, generation };
     if (status === 'expired') throw unauthorized('ERR_REFRESH_EXPIRED', 'refresh token expired');
     if (status === 'revoked') throw unauthorized('ERR_REFRESH_REVOKED', 'refresh token revoked');
     throw unauthorized('ERR_REFRESH_INVALID', 'refresh token unknown, expired or revoked');

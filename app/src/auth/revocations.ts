@@ -1,7 +1,9 @@
 import { EventEmitter } from 'node:events';
 import type { Redis } from 'ioredis';
+import { z } from 'zod';
 import { liveNodes } from '../cluster/heartbeat.js';
-import type { Clock } from '../lib/clock.js';
+import { sleep, type Clock } from '../lib/clock.js';
+import { parseStored, reportMalformed } from '../lib/fromRedis.js';
 import type { Logger } from '../lib/log.js';
 import { PREFIX } from '../lib/redisKeys.js';
 
@@ -171,14 +173,14 @@ export class CredentialRevocations extends EventEmitter<{ change: [number] }> {
   receive(message: string): void {
     const space = message.indexOf(' ');
     const seq = Number(message.slice(0, space));
-    let change: RevocationChange;
-    try {
-      change = parseChange(JSON.parse(message.slice(space + 1)));
-    } catch (error) {
-      this.options.log.warn({ err: error instanceof Error ? error.message : String(error) }, 'unreadable revocation announcement skipped; reloading');
+    const parsed = space > 0 ? parseStored(ChangeSchema, message.slice(space + 1)) : ({ ok: false, code: 'ERR_BAD_SHAPE' } as const);
+    if (!parsed.ok) {
+      // Its code, not its content (it names users and credential ids); what it said is read again.
+      reportMalformed(this.options.log, revocationKeys.channel, parsed.code);
       void this.reload('unreadable announcement').catch(() => undefined);
       return;
     }
+    const change: RevocationChange = parsed.value;
     if (!Number.isSafeInteger(seq) || seq <= 0) return;
     this.apply(change, this.options.clock.now());
     if (seq === this.held + 1 || seq <= this.held) {
@@ -223,9 +225,9 @@ export class CredentialRevocations extends EventEmitter<{ change: [number] }> {
     const users = pairs(replies[2]![1]);
     let skipped = 0;
     const change: RevocationChange = { ids: [], users: [] };
-    for (const [id, until] of ids) (Number.isFinite(until) ? change.ids!.push({ id, until }) : skipped++);
-    for (const [user, at] of users) (Number.isFinite(at) ? change.users!.push({ user, at }) : skipped++);
-    if (skipped > 0) log.warn({ skipped }, 'malformed revocation entries in Redis skipped');
+    for (const [id, until] of ids) (Number.isFinite(until) && id.length <= MAX_MEMBER ? change.ids!.push({ id, until }) : skipped++);
+    for (const [user, at] of users) (Number.isFinite(at) && user.length <= MAX_MEMBER ? change.users!.push({ user, at }) : skipped++);
+    if (skipped > 0) log.warn({ code: 'ERR_BAD_SHAPE', source: 'revocations', skipped }, 'malformed revocation entries in Redis skipped');
     // A union: what Redis lost (a restart without its data) is still refused here until it expires.
     this.apply(change, now);
     this.prune(now);
@@ -260,20 +262,20 @@ function pairs(reply: unknown): [string, number][] {
   return out;
 }
 
+/** The longest credential id or user name held (a jti, a family id, a configured user name). */
+const MAX_MEMBER = 512;
+
+// A change as announced on the channel (JSON built by this module or by REDEEM_LUA's cjson).
+const ChangeSchema = z.object({
+  ids: z.array(z.object({ id: z.string().max(MAX_MEMBER), until: z.number().finite() })).max(10_000).optional(),
+  users: z.array(z.object({ user: z.string().max(MAX_MEMBER), at: z.number().finite() })).max(10_000).optional(),
+});
+
 /** A change as announced; anything else throws (the caller logs and reloads). */
 export function parseChange(value: unknown): RevocationChange {
-  const object = value as { ids?: unknown; users?: unknown };
-  if (typeof object !== 'object' || object === null) throw new Error('not an object');
-  const list = (items: unknown) => (items === undefined ? [] : Array.isArray(items) ? items : (() => { throw new Error('not a list'); })());
-  const ids = list(object.ids).map((entry: { id?: unknown; until?: unknown }) => {
-    if (typeof entry?.id !== 'string' || typeof entry.until !== 'number') throw new Error('bad id entry');
-    return { id: entry.id, until: entry.until };
-  });
-  const users = list(object.users).map((entry: { user?: unknown; at?: unknown }) => {
-    if (typeof entry?.user !== 'string' || typeof entry.at !== 'number') throw new Error('bad user entry');
-    return { user: entry.user, at: entry.at };
-  });
-  return { ids, users };
+  const parsed = ChangeSchema.safeParse(value);
+  if (!parsed.success) throw new Error(`not a revocation change (${parsed.error.issues[0]?.path.join('.') || 'value'}: ${parsed.error.issues[0]?.message})`);
+  return { ids: parsed.data.ids ?? [], users: parsed.data.users ?? [] };
 }
 
 /** Credential ids as held in the set: a token's or cookie's jti, a refresh family. */
@@ -294,6 +296,6 @@ export async function waitForRevocation(
     const confirmed = nodes.filter((node) => (node.revocationSeq ?? 0) >= seq).map((node) => node.id);
     const pending = nodes.filter((node) => (node.revocationSeq ?? 0) < seq).map((node) => node.id);
     if (pending.length === 0 || clock.now() >= deadline) return { confirmed, pending };
-    await new Promise((resolve) => setTimeout(resolve, pollMs));
+    await sleep(clock, pollMs);
   }
 }

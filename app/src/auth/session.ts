@@ -4,9 +4,12 @@ import RedisStore from 'connect-redis';
 import session, { type SessionData } from 'express-session';
 import type { Request, RequestHandler } from 'express';
 import type { Redis } from 'ioredis';
+import { z } from 'zod';
 import type { RingHolder } from '../keyring/holder.js';
 import type { RingSnapshot } from '../keyring/snapshot.js';
 import { unavailable } from '../lib/errors.js';
+import { parseStored, reportMalformed } from '../lib/fromRedis.js';
+import type { Logger } from '../lib/log.js';
 import { redisKeys } from '../lib/redisKeys.js';
 import { CachedSessionStore, type SessionCacheOptions } from './sessionCache.js';
 
@@ -25,6 +28,26 @@ declare module 'express-session' {
 export interface SessionOptions {
   /** The in-memory session cache (sessionCache.ts): on by default; false turns it off. */
   cache?: Partial<SessionCacheOptions> | false;
+  /** Where a malformed session read from Redis is reported (its code, never its content). */
+  log?: Logger;
+}
+
+// A session as read back from Redis: an object with express-session's cookie. Anything else
+// (written there by whoever holds the nodes' password) is no session: the request goes on
+// without one, rather than answering 503 for that sid on every node, for good.
+const StoredSessionSchema = z.object({ cookie: z.object({}).passthrough() }).passthrough();
+
+/** connect-redis's serializer, checking what it parses. */
+export function sessionSerializer(log?: Logger) {
+  return {
+    stringify: (data: SessionData) => JSON.stringify(data),
+    parse: (text: string): SessionData => {
+      const parsed = parseStored(StoredSessionSchema, text);
+      if (parsed.ok) return parsed.value as unknown as SessionData;
+      reportMalformed(log, redisKeys.sessionPrefix, parsed.code);
+      return null as unknown as SessionData; // connect-redis answers "no session"
+    },
+  };
 }
 
 export type SessionMiddleware = RequestHandler & {
@@ -96,7 +119,7 @@ export function sessionMiddleware(redis: Redis, holder: RingHolder, ttlMs: numbe
   holder.on('change', adopt);
 
   // No EXPIRE on every read: sessions are not rolling, their TTL is set when they are saved.
-  const redisStore = new RedisStore({ client: redis, prefix: redisKeys.sessionPrefix, disableTouch: true });
+  const redisStore = new RedisStore({ client: redis, prefix: redisKeys.sessionPrefix, disableTouch: true, serializer: sessionSerializer(options.log) });
   let store: session.Store = redisStore;
   let cached: CachedSessionStore | undefined;
   if (options.cache !== false) {

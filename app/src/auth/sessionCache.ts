@@ -70,6 +70,8 @@ function deepFreeze<T>(value: T): T {
 type Callback<T = void> = (error?: unknown, value?: T | null) => void;
 
 const digest = (sid: string) => createHash('sha256').update(sid).digest('base64url').slice(0, 32);
+/** What a message must be: a digest as `digest` makes it. */
+const DIGEST = /^[A-Za-z0-9_-]{32}$/;
 
 export interface SessionCacheStats {
   hits: number;
@@ -108,7 +110,8 @@ export class CachedSessionStore extends session.Store {
     this.options = { ...DEFAULT_SESSION_CACHE_OPTIONS, ...options };
     subscriber.on('message', (channel: string, message: string) => {
       this.lastContact = this.options.now();
-      if (channel === SESSION_CHANNEL) this.invalidate(message);
+      // Anything but a digest (written by whoever holds the password) names no entry: skipped.
+      if (channel === SESSION_CHANNEL && DIGEST.test(message)) this.invalidate(message);
     });
     this.timer = setInterval(() => this.ping(), this.options.pingIntervalMs);
     this.timer.unref();

@@ -1,6 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { z } from 'zod';
+import { parseStored, type MalformedCode } from '../lib/fromRedis.js';
+import type { Logger } from '../lib/log.js';
 import { redisKeys } from '../lib/redisKeys.js';
 
 // Operators ask the primary to act (only it generates keys): the CLI pushes a command on a
@@ -39,22 +41,65 @@ const ReplySchema = z.discriminatedUnion('type', [
   z.object({ type: z.literal('error'), code: z.string(), message: z.string() }),
 ]);
 
-/** A command popped from the list, or undefined when it is not one (not JSON, or not the shape). */
-export function parseCommand(raw: string): Command | undefined {
-  try {
-    const parsed = CommandSchema.safeParse(JSON.parse(raw));
-    return parsed.success ? parsed.data : undefined;
-  } catch {
-    return undefined;
-  }
+/** A command popped from the list, or why it is not one (not JSON, or not the shape). */
+export function readCommand(raw: string): { ok: true; value: Command } | { ok: false; code: MalformedCode } {
+  return parseStored(CommandSchema, raw);
 }
 
-function parseReply(raw: string | undefined): Reply | undefined {
-  try {
-    const parsed = ReplySchema.safeParse(JSON.parse(raw ?? ''));
-    return parsed.success ? (parsed.data as Reply) : undefined;
-  } catch {
-    return undefined;
+/** A command popped from the list, or undefined when it is not one. */
+export function parseCommand(raw: string): Command | undefined {
+  const parsed = readCommand(raw);
+  return parsed.ok ? parsed.value : undefined;
+}
+
+/** A reply read from the stream, or undefined when it is not one. */
+export function parseReply(raw: string | undefined): Reply | undefined {
+  const parsed = parseStored(ReplySchema, raw ?? '');
+  return parsed.ok ? (parsed.value as Reply) : undefined;
+}
+
+/**
+ * Where the primary takes operator commands from and answers them: a Redis list and reply
+ * streams in a node (RedisCommandChannel), an array in unit tests.
+ */
+export interface CommandChannel {
+  /** The next raw entry, unparsed (the primary checks it), or null after `timeoutMs` without one. */
+  pop(timeoutMs: number): Promise<string | null>;
+  reply(id: string, message: Reply): Promise<void>;
+}
+
+// Removes the command key only while it is not a list: a stream or string written there (by
+// anyone with the password) would make every BLPOP fail and every operator's RPUSH too.
+const REMOVE_IF_NOT_LIST = `local kind = redis.call('TYPE', KEYS[1]).ok
+if kind ~= 'list' and kind ~= 'none' then redis.call('DEL', KEYS[1]); return kind end
+return false`;
+
+export class RedisCommandChannel implements CommandChannel {
+  /**
+   * @param blocking a connection of its own for the blocking pop
+   * @param redis the shared connection, for replies
+   */
+  constructor(
+    private readonly blocking: Redis,
+    private readonly redis: Redis,
+    private readonly log?: Logger,
+  ) {}
+
+  async pop(timeoutMs: number): Promise<string | null> {
+    try {
+      // BLPOP's timeout is in seconds (fractions allowed since Redis 6); 0 would block forever.
+      const popped = await this.blocking.blpop(redisKeys.commands, Math.max(timeoutMs, 1) / 1000);
+      return popped ? popped[1] : null;
+    } catch (error) {
+      if (!(error instanceof Error) || !error.message.startsWith('WRONGTYPE')) throw error;
+      const kind = await this.redis.eval(REMOVE_IF_NOT_LIST, 1, redisKeys.commands);
+      if (kind) this.log?.warn({ code: 'ERR_COMMANDS_WRONGTYPE', key: redisKeys.commands, type: kind }, 'removed a non-list value at the operators\' command key');
+      return null;
+    }
+  }
+
+  reply(id: string, message: Reply): Promise<void> {
+    return reply(this.redis, id, message);
   }
 }
 

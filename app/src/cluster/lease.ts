@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import type { Redis } from 'ioredis';
+import type { Fence } from '../keyring/ports.js';
 import type { Clock } from '../lib/clock.js';
 import { redisKeys } from '../lib/redisKeys.js';
 
@@ -8,11 +9,20 @@ import { redisKeys } from '../lib/redisKeys.js';
 const RENEW = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) else return 0 end`;
 const RELEASE = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end`;
 
+/** What the primary's duties need of the lease (Lease in a node, a flag in unit tests). */
+export interface PrimaryLease extends Fence {
+  readonly held: boolean;
+  /** Takes the lease if free, renews it if ours; whether this node holds it now. */
+  acquireOrRenew(): Promise<boolean>;
+  /** Gives the lease up (clean shutdown). */
+  release(): Promise<void>;
+}
+
 /**
  * The primary lease: one key, set with NX and a TTL. Its token fences every ring write
  * (see RingStore.commit), so a node that lost the lease cannot change the ring.
  */
-export class Lease {
+export class Lease implements PrimaryLease {
   private token: string | undefined;
   private validUntil = 0;
 
@@ -67,8 +77,11 @@ export class Lease {
   }
 }
 
-/** The node id of the lease holder, if any. */
+/** A lease token as acquireOrRenew makes it: the node id, a slash, 16 hex digits. */
+const TOKEN = /^(.{1,256})\/[0-9a-f]{16}$/s;
+
+/** The node id of the lease holder, if any (a value that is no lease token names nobody). */
 export async function leaseHolder(redis: Redis): Promise<string | undefined> {
   const token = await redis.get(redisKeys.lease);
-  return token === null ? undefined : token.slice(0, token.lastIndexOf('/'));
+  return token === null ? undefined : TOKEN.exec(token)?.[1];
 }

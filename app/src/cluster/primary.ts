@@ -1,7 +1,4 @@
-import type { Redis } from 'ioredis';
-import type { NodeRole } from '../config/index.js';
 import { generateKey } from '../keyring/generate.js';
-import type { RingHolder } from '../keyring/holder.js';
 import {
   activate,
   activateFresh,
@@ -16,27 +13,39 @@ import {
   stage,
   stagedKey,
 } from '../keyring/lifecycle.js';
+import type { HeldRing, NodeDirectory, RingReader } from '../keyring/ports.js';
 import { rotate, stageNextKey, waitForNodes, type RotationOutcome } from '../keyring/rotation.js';
 import { newRingId, type OpenedRing } from '../keyring/seal.js';
-import type { RingStore } from '../keyring/store.js';
 import { PURPOSES, isPurpose, type Purpose, type RingDocument } from '../keyring/types.js';
 import type { RingWriter } from '../keyring/writer.js';
-import type { Clock } from '../lib/clock.js';
+import { sleep, type Clock } from '../lib/clock.js';
 import { KeyfleetError } from '../lib/errors.js';
 import type { Logger } from '../lib/log.js';
-import { redisKeys } from '../lib/redisKeys.js';
-import { parseCommand, reply, type Command } from './commands.js';
-import type { Lease } from './lease.js';
-import type { MetricsObserver } from '../metrics/nodeMetrics.js';
+import { readCommand, type Command, type CommandChannel } from './commands.js';
+import type { PrimaryLease } from './lease.js';
+import type { NodeRole } from './role.js';
+
+/** What the primary reports, for metrics (NodeMetrics implements it). */
+export interface PrimaryObserver {
+  leaseChanged(held: boolean): void;
+  /** A rotation ended: activated (ok), or blocked by nodes that never confirmed. */
+  rotationRun(purpose: Purpose, ok: boolean): void;
+}
+
+/** How long one wait for an operator command lasts before the loop checks the lease again. */
+const COMMAND_POP_MS = 1_000;
+/** How long the loop waits after the command source failed (Redis away), rather than spin. */
+const COMMAND_RETRY_MS = 1_000;
 
 export interface PrimaryDutyOptions {
   role: NodeRole;
-  redis: Redis;
-  /** A connection of its own for the blocking pop of operator commands. */
-  commandRedis: Redis;
-  store: RingStore;
-  holder: RingHolder;
-  lease: Lease;
+  /** The live nodes a rotation or a revocation waits for (heartbeats: cluster/heartbeat.ts). */
+  nodes: NodeDirectory;
+  /** Operators' commands and the answers to them (a Redis list and streams: cluster/commands.ts). */
+  commands: CommandChannel;
+  store: RingReader;
+  holder: Pick<HeldRing, 'current'>;
+  lease: PrimaryLease;
   writer: RingWriter;
   clock: Clock;
   log: Logger;
@@ -45,7 +54,7 @@ export interface PrimaryDutyOptions {
   confirmTimeoutMs: number;
   /** Replicas that must hold a staged key before it is activated. */
   minReplicas?: number;
-  metrics?: MetricsObserver;
+  metrics?: PrimaryObserver;
   /** JWKS_PREPUBLISH: how long the next signing key is published before a routine rotation uses it. */
   prepublishMs?: number;
 }
@@ -174,11 +183,11 @@ export class PrimaryDuty {
   ): Promise<RotationOutcome> {
     if (this.rotating.has(purpose)) throw new KeyfleetError('ERR_ROTATION_RUNNING', `a ${purpose} rotation is already running`, 409);
     this.rotating.add(purpose);
-    const { writer, redis, clock, masterKey, log } = this.options;
+    const { writer, nodes, clock, masterKey, log } = this.options;
     try {
       const outcome = await rotate(purpose, {
         writer,
-        redis,
+        nodes,
         clock,
         masterKey,
         confirmTimeoutMs: confirmTimeoutMs ?? this.options.confirmTimeoutMs,
@@ -247,51 +256,63 @@ export class PrimaryDuty {
   private listenForCommands() {
     if (this.listening) return;
     this.listening = true;
-    const { commandRedis, lease, log } = this.options;
+    const { commands, lease, log, clock } = this.options;
     void (async () => {
       while (!this.stopped && lease.held) {
-        const popped = await commandRedis.blpop(redisKeys.commands, 1).catch(() => null);
-        if (!popped) continue;
-        const command = parseCommand(popped[1]);
-        if (!command) {
-          // Anyone who can write to Redis can push here: a malformed entry is logged and skipped.
-          log.warn({ bytes: popped[1].length }, 'skipped a malformed operator command');
+        let raw: string | null;
+        try {
+          raw = await commands.pop(COMMAND_POP_MS);
+        } catch (error) {
+          // Redis away or refusing: ask again after a pause, never in a tight loop.
+          log.warn({ err: error }, 'could not read operator commands; retrying');
+          await sleep(clock, COMMAND_RETRY_MS);
           continue;
         }
-        await this.execute(command).catch((error: unknown) => log.error({ err: error, command }, 'command failed'));
+        if (raw === null) continue;
+        const parsed = readCommand(raw);
+        if (!parsed.ok) {
+          // Anyone who can write to Redis can push here: a malformed entry is logged (its
+          // code and size, not its content) and skipped.
+          log.warn({ code: parsed.code, bytes: raw.length }, 'skipped a malformed operator command');
+          continue;
+        }
+        await this.execute(parsed.value);
       }
-      this.listening = false;
-    })();
+    })()
+      // Nothing above should throw; if it does, it is logged here, never an unhandled rejection.
+      .catch((error: unknown) => log.error({ err: error }, 'operator command loop failed'))
+      .finally(() => (this.listening = false));
   }
 
+  /** Carries out one command and answers it; never throws (a failed answer is logged). */
   private async execute(command: Command): Promise<void> {
-    const { redis, log } = this.options;
+    const { commands, nodes, clock, log } = this.options;
+    const answer = (message: Parameters<CommandChannel['reply']>[1]) =>
+      commands.reply(command.id, message).catch((error: unknown) => log.warn({ err: error, command: command.id, type: message.type }, 'could not answer an operator command'));
     log.info({ command }, 'operator command');
     try {
       if (command.action === 'revoke') {
-        const started = this.options.clock.now();
+        const started = clock.now();
         const { snapshot, outcome } = await this.revoke(command.kid, command.actor);
         // Answer once every live node has loaded the change: then the key is dead everywhere.
-        const { nodes, pending } = await waitForNodes(redis, snapshot.version, {
-          clock: this.options.clock,
-          timeoutMs: this.options.confirmTimeoutMs,
-        });
-        const data = { kid: command.kid, version: snapshot.version, nodes: nodes.length, pending, ms: this.options.clock.now() - started, ...outcome };
-        await reply(redis, command.id, { type: 'result', data });
+        const { nodes: live, pending } = await waitForNodes(nodes, snapshot.version, { clock, timeoutMs: this.options.confirmTimeoutMs });
+        const data = { kid: command.kid, version: snapshot.version, nodes: live.length, pending, ms: clock.now() - started, ...outcome };
+        await answer({ type: 'result', data });
         return;
       }
-      const purposes = command.purposes.includes('all') ? [...PURPOSES] : command.purposes;
+      const purposes = command.purposes.includes('all') ? [...PURPOSES] : [...new Set(command.purposes)];
       const bad = purposes.filter((purpose) => !isPurpose(purpose));
       if (bad.length > 0) throw new KeyfleetError('ERR_BAD_PURPOSE', `unknown purpose ${bad.join(', ')} (sign, encrypt, cookie or all)`, 400);
       const outcomes = await Promise.all(
         (purposes as Purpose[]).map((purpose) =>
-          this.rotate(purpose, command.actor, (progress) => void reply(redis, command.id, { type: 'progress', data: progress }), command.confirmTimeoutMs, command.now === true),
+          this.rotate(purpose, command.actor, (progress) => void answer({ type: 'progress', data: progress }), command.confirmTimeoutMs, command.now === true),
         ),
       );
-      await reply(redis, command.id, { type: 'result', data: outcomes });
+      await answer({ type: 'result', data: outcomes });
     } catch (error) {
+      if (!(error instanceof KeyfleetError)) log.error({ err: error, command: command.id }, 'command failed');
       const known = error instanceof KeyfleetError ? error : new KeyfleetError('ERR_INTERNAL', 'command failed');
-      await reply(redis, command.id, { type: 'error', code: known.code, message: known.message });
+      await answer({ type: 'error', code: known.code, message: known.message });
     }
   }
 }

@@ -7,8 +7,13 @@ import { redisTargetFromEnv, type RedisTarget } from '../lib/redis.js';
 import { parseDuration } from '../lib/duration.js';
 import { parsePasswordHash, type PasswordHash } from '../auth/password.js';
 import type { ThrottleOptions } from '../auth/throttle.js';
+import { NODE_ROLES, type NodeRole } from '../cluster/role.js';
 
-export type NodeRole = 'auto' | 'primary' | 'secondary';
+// The environment, read once at start-up. It fills option types that auth and cluster define
+// themselves; none of keyring, cluster, auth or metrics imports config
+// (test/unit/structure/importGraph.test.ts).
+export { NODE_ROLES, type NodeRole } from '../cluster/role.js';
+
 /** Who may see /dashboard: nobody (404), anyone, holders of DASHBOARD_TOKEN, or anyone logged in. */
 export const DASHBOARD_MODES = ['off', 'public', 'token', 'login'] as const;
 export type DashboardMode = (typeof DASHBOARD_MODES)[number];
@@ -109,7 +114,7 @@ const schema = z.object({
   KEYRING_MASTER_KEY: masterKey,
   KEYRING_MODE: z.enum(['shared', 'local', 'static']).default('shared'),
   STATIC_SECRET: z.string().min(32, 'must be at least 32 characters').optional(),
-  NODE_ROLE: z.enum(['auto', 'primary', 'secondary']).default('auto'),
+  NODE_ROLE: z.enum(NODE_ROLES).default('auto'),
   NODE_ID: z
     .string()
     .regex(/^[A-Za-z0-9._-]{1,64}$/, 'must be 1-64 letters, digits, dot, dash or underscore')

@@ -1,15 +1,14 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { Router, type Request, type Response } from 'express';
 import { parseCookie } from 'cookie';
-import type { Redis } from 'ioredis';
 import { AUTH_COOKIE } from '../auth/authCookie.js';
 import { checkCookie, checkToken } from '../auth/credentials.js';
 import type { CredentialRevocations } from '../auth/revocations.js';
 import type { UserDirectory } from '../auth/users.js';
-import { liveNodes, type NodeBeat } from '../cluster/heartbeat.js';
-import { leaseHolder } from '../cluster/lease.js';
+import type { NodeBeat } from '../cluster/heartbeat.js';
+import type { ClusterStatusSource } from '../cluster/status.js';
 import type { RingHolder } from '../keyring/holder.js';
-import type { AuditEvent, RingStore } from '../keyring/store.js';
+import type { AuditEvent } from '../keyring/store.js';
 import { ALGORITHMS, PURPOSES, type KeyState, type Purpose, type RingDocument } from '../keyring/types.js';
 import type { DashboardMode } from '../config/index.js';
 import type { Clock } from '../lib/clock.js';
@@ -114,22 +113,8 @@ export async function checkDashboardAccess(
 
 // ---- data --------------------------------------------------------------------------------
 
-/** Where the dashboard reads from; Redis in a node, anything in tests. */
-export interface DashboardSource {
-  nodes(): Promise<NodeBeat[]>;
-  primary(): Promise<string | undefined>;
-  ring(): Promise<RingDocument | null>;
-  audit(count: number): Promise<AuditEvent[]>;
-}
-
-export function redisSource(redis: Redis, store: RingStore): DashboardSource {
-  return {
-    nodes: () => liveNodes(redis),
-    primary: () => leaseHolder(redis),
-    ring: () => store.read().then((opened) => opened?.doc ?? null),
-    audit: (count) => store.auditTail(count),
-  };
-}
+/** Where the dashboard reads from: Redis in a node (cluster/status.ts), anything in tests. */
+export type DashboardSource = ClusterStatusSource;
 
 /** Everything the view is built from, as read at one moment. */
 export interface DashboardInput {

@@ -3,8 +3,10 @@ import { EventEmitter } from 'node:events';
 import type { Redis } from 'ioredis';
 import type { Clock } from '../lib/clock.js';
 import { KeyfleetError } from '../lib/errors.js';
+import { reportMalformed } from '../lib/fromRedis.js';
 import type { Logger } from '../lib/log.js';
 import { redisKeys } from '../lib/redisKeys.js';
+import type { HeldRing } from './ports.js';
 import { openRing, type OpenedRing } from './seal.js';
 import { RingSnapshot } from './snapshot.js';
 import type { RingStore } from './store.js';
@@ -62,7 +64,7 @@ export interface RingHolderOptions {
  * periodically as a backstop, and at most once a second for a token with an unknown kid.
  * When Redis is unreachable, or has lost the ring, it keeps serving what it holds.
  */
-export class RingHolder extends EventEmitter<{ change: [RingSnapshot]; alarm: [RingAlarm | undefined]; unknownKid: [reloaded: boolean] }> {
+export class RingHolder extends EventEmitter<{ change: [RingSnapshot]; alarm: [RingAlarm | undefined]; unknownKid: [reloaded: boolean] }> implements HeldRing {
   private snapshot: RingSnapshot | undefined;
   private ringAlarm: RingAlarm | undefined;
   private alarmedFingerprint: string | undefined;
@@ -78,7 +80,11 @@ export class RingHolder extends EventEmitter<{ change: [RingSnapshot]; alarm: [R
   private lastUnknownKidReload = Number.NEGATIVE_INFINITY;
   private timer: NodeJS.Timeout | undefined;
   private readonly onMessage = (channel: string, message: string) => {
-    if (channel !== redisKeys.ringChannel || (Number(message) === this.snapshot?.version && !this.ringAlarm)) return;
+    if (channel !== redisKeys.ringChannel) return;
+    // The message is the new version. Anything else (anyone with the password can publish) is
+    // reported and skipped: the ring is only ever read authenticated, and the backstop reloads.
+    if (!/^\d{1,15}$/.test(message)) return reportMalformed(this.options.log, redisKeys.ringChannel, 'ERR_BAD_SHAPE');
+    if (Number(message) === this.snapshot?.version && !this.ringAlarm) return;
     void this.reload('announced').catch(() => undefined);
   };
 

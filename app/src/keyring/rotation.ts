@@ -1,9 +1,8 @@
-import type { Redis } from 'ioredis';
-import { liveNodes, type NodeBeat } from '../cluster/heartbeat.js';
-import type { Clock } from '../lib/clock.js';
+import { sleep, type Clock } from '../lib/clock.js';
 import { KeyfleetError } from '../lib/errors.js';
 import { generateKey } from './generate.js';
 import { activate, eligibleAt, findKey, isPrepublished, revoke, stage, stagedKey } from './lifecycle.js';
+import type { NodeDirectory, NodeRingState } from './ports.js';
 import type { Purpose } from './types.js';
 import type { RingWriter } from './writer.js';
 
@@ -40,7 +39,8 @@ export interface RotationOutcome {
 
 export interface RotationDeps {
   writer: RingWriter;
-  redis: Redis;
+  /** The live nodes that must confirm a staged key (heartbeats, in a node). */
+  nodes: NodeDirectory;
   clock: Clock;
   masterKey: Buffer;
   confirmTimeoutMs: number;
@@ -67,7 +67,7 @@ export interface RotationDeps {
  * their JWKS cache refreshes.
  */
 export async function rotate(purpose: Purpose, deps: RotationDeps): Promise<RotationOutcome> {
-  const { writer, redis, clock, masterKey, confirmTimeoutMs, pollMs = 25, onProgress, actor, minReplicas = 0 } = deps;
+  const { writer, nodes: directory, clock, masterKey, confirmTimeoutMs, pollMs = 25, onProgress, actor, minReplicas = 0 } = deps;
   const prepublished = isPrepublished(purpose);
   const emergency = prepublished && deps.emergency === true;
   const prepublishMs = prepublished ? (deps.prepublishMs ?? 0) : 0;
@@ -107,7 +107,7 @@ export async function rotate(purpose: Purpose, deps: RotationDeps): Promise<Rota
     return { ok: false, pending: [], nodes: 0, stagedMs: stagedAt - started, confirmedMs: 0, totalMs: clock.now() - started, ...base, notBefore: eligibleAt({ createdAt }, prepublishMs) };
   }
 
-  const { nodes, pending: waitingFor } = await waitForNodes(redis, stagedVersion, {
+  const { nodes, pending: waitingFor } = await waitForNodes(directory, stagedVersion, {
     clock,
     timeoutMs: confirmTimeoutMs,
     pollMs,
@@ -181,11 +181,11 @@ export interface WaitOptions {
  * Nodes publish a heartbeat as soon as they load a new version, so this takes milliseconds
  * when all is well; a node that stops beating drops out after its heartbeat TTL.
  */
-export async function waitForNodes(redis: Redis, version: number, { clock, timeoutMs, pollMs = 25, onChange }: WaitOptions) {
+export async function waitForNodes(directory: NodeDirectory, version: number, { clock, timeoutMs, pollMs = 25, onChange }: WaitOptions) {
   const deadline = clock.now() + timeoutMs;
   let last = '';
   for (;;) {
-    const nodes: NodeBeat[] = await liveNodes(redis);
+    const nodes: NodeRingState[] = await directory.liveNodes();
     const confirmed = nodes.filter((node) => node.ringVersion >= version).map((node) => node.id);
     const pending = nodes.filter((node) => node.ringVersion < version).map((node) => node.id);
     const report = `${confirmed.join(',')}|${pending.join(',')}`;
@@ -194,6 +194,6 @@ export async function waitForNodes(redis: Redis, version: number, { clock, timeo
       last = report;
     }
     if (pending.length === 0 || clock.now() >= deadline) return { nodes, confirmed, pending };
-    await new Promise((resolve) => setTimeout(resolve, pollMs));
+    await sleep(clock, pollMs);
   }
 }

@@ -1,17 +1,15 @@
 import type { Redis } from 'ioredis';
+import { z } from 'zod';
 import { KeyfleetError } from '../lib/errors.js';
+import { checkStored, reportMalformed } from '../lib/fromRedis.js';
+import type { Logger } from '../lib/log.js';
 import { redisKeys } from '../lib/redisKeys.js';
+import type { AuditEntry, CommitResult, RingCommitter, RingReader } from './ports.js';
 import { openRing, sealRing, type OpenedRing } from './seal.js';
 import type { RingDocument } from './types.js';
 
-/** Who changed the ring and how; appended to the audit stream with the new version. */
-export interface AuditEntry {
-  actor: string;
-  action: string;
-  purpose?: string;
-  kid?: string;
-  detail?: string;
-}
+export type { AuditEntry, CommitResult } from './ports.js';
+
 
 export interface AuditEvent extends AuditEntry {
   id: string;
@@ -38,13 +36,12 @@ redis.call('PUBLISH', ARGV[5], next)
 return {1, next}
 `;
 
-export type CommitResult = { ok: true; version: number } | { ok: false; reason: 'conflict' | 'fenced'; current: number };
 
 /**
  * Reads and writes the ring in Redis. Holds no state of its own. Every read is authenticated
  * and every write sealed under the master key (seal.ts).
  */
-export class RingStore {
+export class RingStore implements RingReader, RingCommitter {
   constructor(
     private readonly redis: Redis,
     private readonly masterKey: Buffer,
@@ -110,13 +107,37 @@ export class RingStore {
   }
 }
 
-/** The newest `count` audit events (no master key needed: the audit stream is not secret). */
-export async function readAudit(redis: Redis, count: number): Promise<AuditEvent[]> {
+// An audit entry as the stream holds it (flat field/value pairs): version and at are numbers,
+// the rest bounded strings. The stream is writable by whoever holds the password.
+const AuditFieldsSchema = z
+  .object({
+    version: z.string().regex(/^\d{1,15}$/),
+    at: z.string().regex(/^\d{1,15}$/),
+    actor: z.string().max(512).default(''),
+    action: z.string().max(128).default(''),
+    purpose: z.string().max(32).optional(),
+    kid: z.string().max(256).optional(),
+    detail: z.string().max(65_536).optional(),
+  })
+  .strip();
+
+/**
+ * The newest `count` audit events (no master key needed: the audit stream is not secret).
+ * A malformed entry is skipped and reported by its stream id.
+ */
+export async function readAudit(redis: Redis, count: number, log?: Logger): Promise<AuditEvent[]> {
   const entries = await redis.xrevrange(redisKeys.audit, '+', '-', 'COUNT', count);
-  return entries.map(([id, flat]) => {
+  return entries.flatMap(([id, flat]) => {
     const fields: Record<string, string> = {};
     for (let i = 0; i + 1 < flat.length; i += 2) fields[flat[i]!] = flat[i + 1]!;
-    const { version, at, actor = '', action = '', ...rest } = fields;
-    return { id, version: Number(version), at: Number(at), actor, action, ...rest };
+    const checked = checkStored(AuditFieldsSchema, fields);
+    if (!checked.ok) {
+      reportMalformed(log, `${redisKeys.audit} ${id}`, checked.code);
+      return [];
+    }
+    const { version, at, ...rest } = checked.value;
+    const event: AuditEvent = { id, version: Number(version), at: Number(at), ...rest };
+    for (const key of ['purpose', 'kid', 'detail'] as const) if (event[key] === undefined) delete event[key];
+    return [event];
   });
 }

@@ -1,25 +1,18 @@
 import type { Clock } from '../lib/clock.js';
 import { KeyfleetError } from '../lib/errors.js';
 import type { Logger } from '../lib/log.js';
-import type { RingHolder } from './holder.js';
 import { emptyRing, type Lifetimes } from './lifecycle.js';
+import type { AuditEntry, Fence, HeldRing, RingCommitter, RingReader } from './ports.js';
 import { RingSnapshot } from './snapshot.js';
 import type { OpenedRing } from './seal.js';
-import type { AuditEntry, RingStore } from './store.js';
 import type { RingDocument } from './types.js';
 import { masterKeyId } from './wrap.js';
 
-/** What the writer needs of the primary lease: its token while held, and a way to let go. */
-export interface Fence {
-  /** The lease token while this node believes it holds the lease; undefined otherwise. */
-  readonly fence: string | undefined;
-  /** Forget the lease at once (a commit was fenced: another node holds it). */
-  drop(): void;
-}
+export type { Fence } from './ports.js';
 
 export interface RingWriterOptions {
-  store: RingStore;
-  holder: RingHolder;
+  store: RingReader & RingCommitter;
+  holder: HeldRing;
   lease: Fence;
   masterKey: Buffer;
   clock: Clock;

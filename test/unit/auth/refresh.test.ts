@@ -90,3 +90,25 @@ describe('RefreshTokens', () => {
     expect((await caught(() => new RefreshTokens(stubRedis(null, 'end').redis, masterKey).issue('alice', T0))).code).toBe('ERR_REFRESH_UNAVAILABLE');
   });
 });
+
+describe('RefreshTokens: what the script answers is checked', () => {
+  const token = `${randomBytes(16).toString('base64url')}.${randomBytes(32).toString('base64url')}`;
+
+  it.each([
+    ['nothing', null],
+    ['a number', 7],
+    ['an unknown status', ['granted', 'alice', 2]],
+    ['ok without a user', ['ok']],
+    ['ok with an empty user', ['ok', '', 2]],
+    ['ok with a user that is not text', ['ok', 12, 2]],
+  ])('%s is an unknown token (401), never a cast or a 5xx', async (_label, reply) => {
+    const { redis } = stubRedis(reply);
+    const error = await caught(() => redeem(new RefreshTokens(redis, masterKey), token));
+    expect([error.code, error.status]).toEqual(['ERR_REFRESH_INVALID', 401]);
+  });
+
+  it('a reuse answer without a generation is still a reuse', async () => {
+    const { redis } = stubRedis(['reuse', 'alice']);
+    expect(await redeem(new RefreshTokens(redis, masterKey), token)).toMatchObject({ status: 'reuse', user: 'alice', generation: 0 });
+  });
+});

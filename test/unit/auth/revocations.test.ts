@@ -138,6 +138,7 @@ describe('CredentialRevocations', () => {
     expect(revocations.size.ids).toBe(1);
     expect(() => subscriber.emit('message', revocationKeys.channel, '4 {not json')).not.toThrow();
     expect(() => subscriber.emit('message', revocationKeys.channel, '5 {"ids":[{"id":7}]}')).not.toThrow();
+    expect(() => subscriber.emit('message', revocationKeys.channel, 'garbage')).not.toThrow();
     await settle();
     expect(revocations.seq).toBe(3);
     revocations.stop();

@@ -8,10 +8,11 @@ import fc from 'fast-check';
 import session, { type SessionData } from 'express-session';
 import type { Redis } from 'ioredis';
 import { afterEach, describe, expect, it } from 'vitest';
-import { sessionMiddleware } from '../../../app/src/auth/session.js';
+import { sessionMiddleware, sessionSerializer } from '../../../app/src/auth/session.js';
 import { CachedSessionStore, SESSION_CHANNEL } from '../../../app/src/auth/sessionCache.js';
 import { errorHandler } from '../../../app/src/http/errors.js';
 import { buildRing, FakeClock, FakeStore, makeHolder, newMasterKey, rotateKey, silentLog } from '../support/ring.js';
+import { capturedLog } from '../support/writeSide.js';
 
 /** The pub/sub connection, as far as the cache uses it. */
 class FakeSubscriber extends EventEmitter {
@@ -366,5 +367,30 @@ describe('SessionMiddleware.read agrees with express-session', () => {
       { numRuns: 3_000 },
     );
     expect(found).toBeGreaterThan(300);
+  });
+});
+
+describe('sessionSerializer', () => {
+  it('reads back a session, and treats anything else in Redis as no session (logged by code)', () => {
+    const { log, lines } = capturedLog();
+    const serializer = sessionSerializer(log);
+    const data = { cookie: { originalMaxAge: 1000, httpOnly: true, path: '/' }, user: 'alice' } as unknown as SessionData;
+    expect(serializer.parse(serializer.stringify(data))).toEqual(data);
+    expect(serializer.parse('{"user":"mallory"}')).toBeNull();
+    expect(serializer.parse('not json')).toBeNull();
+    expect(lines.map((line) => line.code)).toEqual(['ERR_BAD_SHAPE', 'ERR_NOT_JSON']);
+    expect(JSON.stringify(lines)).not.toContain('mallory');
+  });
+});
+
+describe('CachedSessionStore: messages', () => {
+  it('ignores a message on its channel that is not a digest', async () => {
+    const { store, redis } = cachedStore();
+    announce(redis, 'not a digest');
+    announce(redis, 'x'.repeat(33));
+    expect(store.info.invalidations).toBe(0);
+    announce(redis, 'A'.repeat(32));
+    expect(store.info.invalidations).toBe(1);
+    store.close();
   });
 });

@@ -134,5 +134,10 @@ describe('leaseHolder', () => {
     expect(await leaseHolder(redis as unknown as Redis)).toBeUndefined();
     redis.value = 'app-2.eu-west_1/0123456789abcdef';
     expect(await leaseHolder(redis as unknown as Redis)).toBe('app-2.eu-west_1');
+    // Whatever else sits at the key (anyone with the password can write it) names nobody.
+    for (const value of ['no slash here', '/0123456789abcdef', 'node-1/xyz', '<script>/0123456789abcdef0']) {
+      redis.value = value;
+      expect(await leaseHolder(redis as unknown as Redis), value).toBeUndefined();
+    }
   });
 });

@@ -1,5 +1,8 @@
+import { EventEmitter } from 'node:events';
 import { describe, expect, it } from 'vitest';
-import { resolveVerifier } from '../../../app/src/keyring/holder.js';
+import { RingHolder, resolveVerifier } from '../../../app/src/keyring/holder.js';
+import { redisKeys } from '../../../app/src/lib/redisKeys.js';
+import { capturedLog, settle } from '../support/writeSide.js';
 import { activeKey } from '../../../app/src/keyring/lifecycle.js';
 import { RingSnapshot } from '../../../app/src/keyring/snapshot.js';
 import {
@@ -244,5 +247,26 @@ describe('RingHolder never goes back to an older ring', () => {
     expect(holder.current!.version).toBe(newer.version);
     expect(holder.current!.verifier('sign', kid)).toBeDefined();
     expect(changes).toBe(0);
+  });
+});
+
+describe('RingHolder: announcements', () => {
+  it('reloads on an announced version, and skips (and reports) a message that is not one', async () => {
+    const masterKey = newMasterKey();
+    const store = new FakeStore(await buildRing(masterKey));
+    store.masterKey = masterKey;
+    const subscriber = Object.assign(new EventEmitter(), { subscribe: async () => 1 });
+    const { log, lines } = capturedLog();
+    const holder = new RingHolder({ store: store as never, subscriber: subscriber as never, masterKey, clock: new FakeClock(), log, reloadIntervalMs: 60_000 });
+    await holder.start();
+    const reads = store.reads;
+    subscriber.emit('message', redisKeys.ringChannel, '{"version": "evil"}');
+    await settle();
+    expect(store.reads).toBe(reads);
+    expect(lines.filter((line) => line.code === 'ERR_BAD_SHAPE').map((line) => line.source)).toEqual([redisKeys.ringChannel]);
+    subscriber.emit('message', redisKeys.ringChannel, '2');
+    await settle();
+    expect(store.reads).toBe(reads + 1);
+    holder.stop();
   });
 });

@@ -1,11 +1,11 @@
-import type { Redis } from 'ioredis';
 import { describe, expect, it } from 'vitest';
 import { generateKey } from '../../../app/src/keyring/generate.js';
-import { activeKey, findKey, stage, stagedKey } from '../../../app/src/keyring/lifecycle.js';
-import { rotate, stageNextKey, type RotationProgress } from '../../../app/src/keyring/rotation.js';
+import { activeKey, findKey, revoke, stage, stagedKey } from '../../../app/src/keyring/lifecycle.js';
+import { rotate, stageNextKey, waitForNodes, type RotationProgress } from '../../../app/src/keyring/rotation.js';
 import type { RingDocument } from '../../../app/src/keyring/types.js';
 import type { RingWriter } from '../../../app/src/keyring/writer.js';
-import { buildRing, FakeClock, LIFETIMES, newMasterKey, T0 } from '../support/ring.js';
+import { buildRing, caught, FakeClock, LIFETIMES, newMasterKey, T0 } from '../support/ring.js';
+import { ManualClock, MemoryNodes, type MemoryRing } from '../support/writeSide.js';
 
 // Rotation as the primary runs it, on a ring held in memory: pre-publication of the next
 // signing key, the refusal before its window, the emergency path. No Redis: no live nodes
@@ -33,7 +33,7 @@ class FakeWriter {
   }
 }
 
-const noNodes = { scan: async () => ['0', []], mget: async () => [] } as unknown as Redis;
+const noNodes = { liveNodes: async () => [] };
 
 /** A ring with one active key per purpose and a next signing key, all made at T0. */
 async function setup({ withNext = true } = {}) {
@@ -46,7 +46,7 @@ async function setup({ withNext = true } = {}) {
   const run = (purpose: 'sign' | 'encrypt', extra: { emergency?: boolean; prepublishMs?: number } = {}) =>
     rotate(purpose, {
       writer: writer as unknown as RingWriter,
-      redis: noNodes,
+      nodes: noNodes,
       clock,
       masterKey,
       confirmTimeoutMs: 1_000,
@@ -142,3 +142,47 @@ describe('rotate(encrypt): not pre-published', () => {
   });
 });
 
+
+describe('waitForNodes and activation, with live nodes', () => {
+  it('reports each change of who confirmed, and times out by the clock naming the nodes that never did', async () => {
+    const clock = new ManualClock(T0);
+    const ring = { version: 5 } as MemoryRing;
+    const nodes = new MemoryNodes(ring).following('node-1').following('node-2', 3).stuck('node-3', 4);
+    const changes: [string[], string[]][] = [];
+    const result = await waitForNodes(nodes, 5, { clock, timeoutMs: 10_000, pollMs: 100, onChange: (confirmed, pending) => changes.push([confirmed, pending]) });
+    expect(changes).toEqual([
+      [['node-1'], ['node-2', 'node-3']],
+      [['node-1', 'node-2'], ['node-3']],
+    ]);
+    expect(result).toMatchObject({ confirmed: ['node-1', 'node-2'], pending: ['node-3'] });
+    expect(clock.now() - T0).toBeGreaterThanOrEqual(10_000);
+    expect(clock.now() - T0).toBeLessThan(10_000 + 200);
+  });
+
+  it('returns at once when no node is live, or when every node is already there', async () => {
+    const clock = new ManualClock(T0);
+    const ring = { version: 2 } as MemoryRing;
+    expect(await waitForNodes(new MemoryNodes(ring), 2, { clock, timeoutMs: 10_000 })).toMatchObject({ nodes: [], pending: [] });
+    expect(await waitForNodes(new MemoryNodes(ring).stuck('node-1', 9), 2, { clock, timeoutMs: 10_000 })).toMatchObject({ confirmed: ['node-1'], pending: [] });
+    expect(clock.now()).toBe(T0);
+  });
+
+  it('refuses to activate a key revoked while the nodes were confirming it', async () => {
+    const { writer, clock, masterKey } = await setup({ withNext: false });
+    const ring = { version: 0 } as MemoryRing;
+    const nodes = new MemoryNodes(ring).stuck('node-1', 0);
+    let staged = '';
+    nodes.onPoll = (poll) => {
+      if (poll !== 2) return;
+      staged = stagedKey(writer.doc, 'encrypt')!.kid;
+      writer.doc = { ...revoke(writer.doc, staged, clock.now(), LIFETIMES), version: writer.doc.version + 1 };
+      ring.version = 99; // and the node confirms
+      nodes.remove('node-1');
+    };
+    const error = await caught(() =>
+      rotate('encrypt', { writer: writer as unknown as RingWriter, nodes, clock: new ManualClock(T0), masterKey, confirmTimeoutMs: 5_000, pollMs: 1 }),
+    );
+    expect([error.code, error.status]).toEqual(['ERR_KEY_STATE', 409]);
+    expect(findKey(writer.doc, staged)?.state).toBe('revoked');
+  });
+});

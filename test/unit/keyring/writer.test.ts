@@ -115,7 +115,7 @@ describe('RingWriter.update', () => {
     expect(openRing(masterKey, redis.raw!).doc.keys[0]!.state).toBe('active');
 
     const other = newMasterKey();
-    redis.raw = JSON.stringify(sealRing(other, { ...good, masterKeyId: openRing(masterKey, redis.raw!).doc.masterKeyId.replace(/./, 'x') }));
+    redis.raw = JSON.stringify(sealRing(other, { ...good, masterKeyId: openRing(masterKey, redis.raw!).doc.masterKeyId.replace(/./, (first) => (first === 'x' ? 'y' : 'x')) }));
     expect((await caught(() => writer.update({ action: 'test' }, () => good, { repair: true }))).code).toBe('ERR_MASTER_KEY_MISMATCH');
   });
 
