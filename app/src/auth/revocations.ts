@@ -5,6 +5,7 @@ import { liveNodes } from '../cluster/heartbeat.js';
 import { sleep, type Clock } from '../lib/clock.js';
 import { parseStored, reportMalformed } from '../lib/fromRedis.js';
 import type { Logger } from '../lib/log.js';
+import { subscribeWhenReady } from '../lib/redis.js';
 import { PREFIX } from '../lib/redisKeys.js';
 
 // Ended credentials, held in memory by every node, so checking a token or an `auth` cookie
@@ -121,7 +122,7 @@ export class CredentialRevocations extends EventEmitter<{ change: [number] }> {
     subscriber.on('ready', this.onReady);
     // Subscribed before the first read, so nothing announced in between is missed; bounded, so
     // a node without Redis (KEYRING_MODE local or static) still starts (the backstop catches up).
-    const subscribed = subscriber.subscribe(revocationKeys.channel).then(
+    const subscribed = subscribeWhenReady(subscriber, revocationKeys.channel).then(
       () => true,
       (error: unknown) => this.options.log.warn({ err: error instanceof Error ? error.message : String(error) }, 'revocation channel not subscribed yet'),
     );

@@ -5,6 +5,7 @@ import type { Clock } from '../lib/clock.js';
 import { KeyfleetError } from '../lib/errors.js';
 import { reportMalformed } from '../lib/fromRedis.js';
 import type { Logger } from '../lib/log.js';
+import { subscribeWhenReady } from '../lib/redis.js';
 import { redisKeys } from '../lib/redisKeys.js';
 import type { HeldRing } from './ports.js';
 import { openRing, type OpenedRing } from './seal.js';
@@ -141,7 +142,7 @@ export class RingHolder extends EventEmitter<{ change: [RingSnapshot]; alarm: [R
     subscriber.on('message', this.onMessage);
     // After a reconnection ioredis resubscribes; a reload covers what was missed meanwhile.
     subscriber.on('ready', () => void this.reload('resubscribed').catch(() => undefined));
-    await subscriber.subscribe(redisKeys.ringChannel);
+    await subscribeWhenReady(subscriber, redisKeys.ringChannel);
     await this.reload('start', { throwOnError: true });
     this.timer = setInterval(() => void this.reloadIfChanged().catch(() => undefined), reloadIntervalMs);
     this.timer.unref();

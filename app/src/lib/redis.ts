@@ -69,3 +69,30 @@ export function connectRedis(target: RedisTarget, name: string, overrides: Redis
   // ioredis asks the Sentinels for the master and follows it across failovers.
   return new Redis({ ...options, sentinels, name: masterName, username, password, sentinelPassword });
 }
+
+/**
+ * Subscribes once the connection is ready. ioredis sends a command issued between its
+ * 'connect' and 'ready' events (while it runs its ready check) at once; a SUBSCRIBE sent
+ * then puts the connection in subscriber mode, the ready check's INFO fails, and the
+ * subscription is gone without an error: the node hears no announcement until it
+ * reconnects (found by the example app, whose start() came after an await). Queued
+ * before 'connect', or sent after 'ready', it holds; ioredis resubscribes on reconnection.
+ */
+export async function subscribeWhenReady(client: Redis, ...channels: string[]): Promise<void> {
+  if (client.status !== 'ready') {
+    await new Promise<void>((resolve, reject) => {
+      const ready = () => {
+        client.off('end', ended);
+        resolve();
+      };
+      const ended = () => {
+        client.off('ready', ready);
+        reject(new Error('Redis connection closed before it was ready'));
+      };
+      client.once('ready', ready);
+      client.once('end', ended);
+      if (client.status === 'wait') client.connect().catch(() => undefined);
+    });
+  }
+  await client.subscribe(...channels);
+}
