@@ -255,7 +255,7 @@ describe('RingHolder: announcements', () => {
     const masterKey = newMasterKey();
     const store = new FakeStore(await buildRing(masterKey));
     store.masterKey = masterKey;
-    const subscriber = Object.assign(new EventEmitter(), { subscribe: async () => 1 });
+    const subscriber = Object.assign(new EventEmitter(), { status: 'ready', subscribe: async () => 1 });
     const { log, lines } = capturedLog();
     const holder = new RingHolder({ store: store as never, subscriber: subscriber as never, masterKey, clock: new FakeClock(), log, reloadIntervalMs: 60_000 });
     await holder.start();
