@@ -164,7 +164,10 @@ async function startSentinelSet(network: StartedNetwork, master: StartedRedis): 
   );
   await Promise.all(
     ['sentinel-1', 'sentinel-2', 'sentinel-3'].map((name) =>
-      start(name, { REDIS_SENTINEL_MONITOR: 'redis', REDIS_SENTINEL_QUORUM: '2', REDIS_SENTINEL_DOWN_AFTER_MS: '1000' }, /\+monitor master/, 26379),
+      // A failed leader election (split votes, common on a busy 2-core machine) is tried again
+      // only after twice the failover timeout: 4 s here rather than the 10 s default, or two
+      // failed rounds outlast the test's wait (CI: no promotion within 50 s).
+      start(name, { REDIS_SENTINEL_MONITOR: 'redis', REDIS_SENTINEL_QUORUM: '2', REDIS_SENTINEL_DOWN_AFTER_MS: '1000', REDIS_SENTINEL_FAILOVER_TIMEOUT_MS: '4000' }, /\+monitor master/, 26379),
     ),
   );
   return {
