@@ -3,6 +3,7 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'nod
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { tsBlocks } from '../../support/markdown.js';
 
 // The API reference stays true: every ```ts block of docs/api.md, and the wiring in the
 // README's "Use it in your own Express app", is type-checked with the repository's tsc
@@ -19,20 +20,6 @@ const AMBIENT = `declare global {
 }
 export {};
 `;
-
-/** The ```ts blocks of a Markdown text (optionally only those after a heading), with their line. */
-export function tsBlocks(markdown: string, afterHeading?: string): { code: string; line: number }[] {
-  let text = markdown;
-  let offset = 0;
-  if (afterHeading !== undefined) {
-    const start = markdown.indexOf(afterHeading);
-    if (start < 0) return [];
-    const next = markdown.indexOf('\n## ', start + afterHeading.length);
-    offset = markdown.slice(0, start).split('\n').length - 1;
-    text = markdown.slice(start, next < 0 ? undefined : next);
-  }
-  return [...text.matchAll(/^```ts\n([\s\S]*?)^```$/gm)].map((match) => ({ code: match[1]!, line: offset + text.slice(0, match.index).split('\n').length + 1 }));
-}
 
 // Inside the repository, so that express, zod and the rest resolve from its node_modules.
 let dir: string;
