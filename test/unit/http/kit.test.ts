@@ -108,6 +108,18 @@ describe('the library: login() and the claims it carries', () => {
     expect((await call('/who', { headers: { cookie: sid } })).body).toEqual({ ...expected, via: 'session' });
   });
 
+  it('carries claims up to the limit in every credential (the token and cookie stay under their size limit)', async () => {
+    const { call, login } = await start();
+    const filler = 'x'.repeat(MAX_CLAIMS_BYTES - JSON.stringify({ role: 'member', teams: [''] }).length);
+    const claims = { role: 'member', teams: [filler] };
+    expect(Buffer.byteLength(JSON.stringify(claims))).toBe(MAX_CLAIMS_BYTES);
+    const reply = await login('ann', claims);
+    expect(reply.status).toBe(200);
+    const auth = cookieOf(reply.cookies, 'auth')!;
+    expect((await call('/who', { headers: { authorization: `Bearer ${reply.body.token}` } })).body.claims).toEqual(claims);
+    expect((await call('/who', { headers: { cookie: auth } })).body.claims).toEqual(claims);
+  });
+
   it('refuses reserved names, oversized claims and claims its schema refuses, with ERR_BAD_CLAIMS (a 500: the app is wrong)', async () => {
     const { kit } = await start();
     for (const claims of [{ sub: 'mallory' }, { kf_iat: 1 }, { exp: 1 }, { kid: 'x' }, { role: 'admin', teams: ['x'.repeat(MAX_CLAIMS_BYTES)] }, { role: 'root' }]) {
