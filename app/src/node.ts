@@ -11,7 +11,8 @@ import { authenticBeats, HeartbeatDirectory, publishBeat, removeBeat } from './c
 import { Lease } from './cluster/lease.js';
 import { PrimaryDuty } from './cluster/primary.js';
 import { redisStatusSource } from './cluster/status.js';
-import { createApp } from './http/app.js';
+import type { ClaimsSchema } from './auth/appClaims.js';
+import { createKit, type KeyfleetHttp } from './http/kit.js';
 import { localRing, staticRing } from './keyring/fixed.js';
 import { RingHolder } from './keyring/holder.js';
 import { RingSnapshot } from './keyring/snapshot.js';
@@ -24,9 +25,17 @@ import { NodeMetrics } from './metrics/nodeMetrics.js';
 
 export const leaseTickMs = (leaseTtlMs: number) => Math.min(500, Math.max(50, Math.floor(leaseTtlMs / 4)));
 
+export interface NodeExtras {
+  /** The app's claims schema (appClaims.ts). */
+  claims?: ClaimsSchema;
+  /** Whether an account still exists; default: USERS when it names any, else every account. */
+  userExists?: (user: string) => boolean;
+}
+
 /**
  * One keyfleet node: its Redis connections, the ring it holds, its part in the election,
- * its heartbeat and its HTTP app. server.ts runs it as a process; tests may build it too.
+ * its heartbeat and the request side an app mounts (http/kit.ts). keyfleet.ts wraps it as
+ * the public createKeyfleet().
  */
 export class KeyfleetNode {
   readonly redis: Redis;
@@ -36,9 +45,11 @@ export class KeyfleetNode {
   readonly holder: RingHolder;
   readonly lease: Lease;
   readonly primary: PrimaryDuty;
-  readonly app: ReturnType<typeof createApp>;
+  readonly http: KeyfleetHttp;
   readonly metrics: NodeMetrics;
   readonly revocations: CredentialRevocations;
+  /** Failed-login counters shared by every node (LOGIN_THROTTLE_*), for an app's login route. */
+  readonly throttle: LoginThrottle;
   private readonly startedAt: number;
   private draining = false;
   private timers: NodeJS.Timeout[] = [];
@@ -47,6 +58,7 @@ export class KeyfleetNode {
     private readonly config: Config,
     private readonly log: Logger,
     private readonly clock: Clock = systemClock,
+    extras: NodeExtras = {},
   ) {
     this.startedAt = clock.now();
     configureIssuer(config.publicIssuer);
@@ -123,19 +135,21 @@ export class KeyfleetNode {
       storeHorizonMs: config.refresh.absoluteMs + config.clockSkewMs,
       reloadIntervalMs: config.ringReloadIntervalMs,
     });
-    this.app = createApp({
+    this.throttle = new LoginThrottle(this.redis, config.loginThrottle, log.child({ component: 'throttle' }));
+    const users = config.users;
+    this.http = createKit({
       nodeId: config.nodeId,
       tokenTtlMs: config.tokenTtlMs,
       sessionTtlMs: config.sessionTtlMs,
       clockSkewMs: config.clockSkewMs,
       trustProxy: config.trustProxy,
       holder: this.holder,
-      users: config.users,
-      session: sessionMiddleware(this.redis, this.holder, config.sessionTtlMs),
+      userExists: extras.userExists ?? (users.size > 0 ? (user) => users.has(user) : undefined),
+      ...(extras.claims ? { claims: extras.claims } : {}),
+      session: sessionMiddleware(this.redis, this.holder, config.sessionTtlMs, { log: log.child({ component: 'sessions' }) }),
       clock,
       log: log.child({ component: 'http' }),
       isDraining: () => this.draining,
-      throttle: new LoginThrottle(this.redis, config.loginThrottle, log.child({ component: 'throttle' })),
       publicOrigins: config.publicOrigins,
       cookieHostPrefix: config.cookieHostPrefix,
       audiences: config.audiences,

@@ -4,7 +4,6 @@ import { parseCookie } from 'cookie';
 import { AUTH_COOKIE } from '../auth/authCookie.js';
 import { checkCookie, checkToken } from '../auth/credentials.js';
 import type { CredentialRevocations } from '../auth/revocations.js';
-import type { UserDirectory } from '../auth/users.js';
 import type { NodeBeat } from '../cluster/heartbeat.js';
 import type { ClusterStatusSource } from '../cluster/status.js';
 import type { RingHolder } from '../keyring/holder.js';
@@ -12,7 +11,7 @@ import type { AuditEvent } from '../keyring/store.js';
 import { ALGORITHMS, PURPOSES, type KeyState, type Purpose, type RingDocument } from '../keyring/types.js';
 import type { DashboardMode } from '../config/index.js';
 import type { Clock } from '../lib/clock.js';
-import { KeyfleetError } from '../lib/errors.js';
+import { KeyfleetError, type ErrorCode } from '../lib/errors.js';
 import { readFigures } from '../metrics/rates.js';
 import { htmlHeaders, nodeHue } from './html.js';
 import { renderDashboardPage } from './dashboardPage.js';
@@ -48,9 +47,9 @@ export interface AccessVerifiers {
 
 export type AccessDecision =
   | { allowed: true; who: string }
-  | { allowed: false; status: 401 | 403 | 404; code: string; message: string };
+  | { allowed: false; status: 401 | 403 | 404; code: ErrorCode; message: string };
 
-const deny = (status: 401 | 403 | 404, code: string, message: string): AccessDecision => ({ allowed: false, status, code, message });
+const deny = (status: 401 | 403 | 404, code: ErrorCode, message: string): AccessDecision => ({ allowed: false, status, code, message });
 
 /** Constant-time comparison of two secrets of any length. */
 export function sameSecret(given: string, expected: string): boolean {
@@ -338,7 +337,8 @@ export interface DashboardOptions {
 export interface DashboardDeps extends DashboardOptions {
   nodeId: string;
   holder: RingHolder;
-  users: UserDirectory;
+  /** Whether the account still exists (USERS, or the app's own user store). */
+  userExists: (user: string) => boolean;
   clock: Clock;
   clockSkewMs: number;
   /** Logged-out credentials are refused here as everywhere (auth/revocations.ts). */
@@ -353,7 +353,7 @@ export function dashboardRouter(deps: DashboardDeps): Router {
   const verifiers: AccessVerifiers = {
     token: async (jwt) => (await checkToken(deps.holder, deps.revocations, jwt, verifyOptions())).user,
     authCookie: async (value) => (await checkCookie(deps.holder, deps.revocations, value, verifyOptions())).user,
-    userExists: (user) => deps.users.has(user),
+    userExists: deps.userExists,
     isOperator: (user) => deps.operators?.has(user) === true,
   };
   const access = (req: Request) =>
@@ -361,7 +361,7 @@ export function dashboardRouter(deps: DashboardDeps): Router {
   const refusal = (decision: Extract<AccessDecision, { allowed: false }>, res: Response) => {
     if (deps.mode === 'token') res.setHeader('WWW-Authenticate', 'Bearer realm="keyfleet dashboard"');
     res.setHeader('Cache-Control', 'no-store');
-    return new KeyfleetError(decision.code, decision.message, decision.status);
+    return new KeyfleetError(decision.code, decision.message);
   };
 
   router.get('/dashboard', async (req, res) => {
