@@ -1,0 +1,88 @@
+import express, { type ErrorRequestHandler } from 'express';
+import type { Keyfleet } from 'keyfleet';
+import type { NoteClaims } from './claims.js';
+import { MAX_NOTE_LENGTH, type NotesStore } from './notes.js';
+import type { UserStore } from './users.js';
+
+export interface AppDeps {
+  kf: Keyfleet<NoteClaims>;
+  users: UserStore;
+  notes: NotesStore;
+}
+
+/** The notes API. keyfleet brings the credentials and its own routes; the rest is this app's. */
+export function createApp({ kf, users, notes }: AppDeps): express.Express {
+  const app = express();
+  app.disable('x-powered-by');
+  // Behind HAProxy: the client's address and scheme come from its X-Forwarded-* headers.
+  app.set('trust proxy', 'loopback, linklocal, uniquelocal');
+  app.use((_req, res, next) => {
+    res.setHeader('X-Node-Id', kf.nodeId);
+    next();
+  });
+  // /healthz (what HAProxy checks), the JWKS and discovery, POST /logout, /logout/everywhere, /token/refresh.
+  app.use(kf.routes());
+
+  app.post('/login', express.json({ limit: '4kb' }), async (req, res) => {
+    const user = await users.check(req.body?.username, req.body?.password);
+    if (!user) {
+      res.status(401).json({ error: 'wrong username or password', code: 'ERR_BAD_CREDENTIALS' });
+      return;
+    }
+    res.json(await kf.login(req, res, { user: user.name, claims: { role: user.role } }));
+  });
+
+  app.get('/whoami', kf.requireUser(), (req, res) => {
+    const { user, via, claims } = req.principal!;
+    res.json({ user, via, role: claims.role, claims, node: kf.nodeId });
+  });
+
+  app.get('/notes', kf.requireUser(), async (req, res) => {
+    res.json({ notes: await notes.list(req.principal!.user), node: kf.nodeId });
+  });
+
+  app.post('/notes', kf.requireUser(), express.json({ limit: '8kb' }), async (req, res) => {
+    const { user, claims } = req.principal!;
+    if (claims.role !== 'editor') {
+      res.status(403).json({ error: 'only editors write notes', code: 'ERR_FORBIDDEN' });
+      return;
+    }
+    const text: unknown = req.body?.text;
+    if (typeof text !== 'string' || text.trim() === '' || text.length > MAX_NOTE_LENGTH) {
+      res.status(400).json({ error: `text: a non-empty string of at most ${MAX_NOTE_LENGTH} characters`, code: 'ERR_BAD_NOTE' });
+      return;
+    }
+    const note = await notes.add(user, text, kf.nodeId);
+    if (!note) {
+      res.status(409).json({ error: 'too many notes: delete some first', code: 'ERR_TOO_MANY_NOTES' });
+      return;
+    }
+    res.status(201).json({ note, node: kf.nodeId });
+  });
+
+  app.delete('/notes/:id', kf.requireUser(), async (req, res) => {
+    const { user, claims } = req.principal!;
+    if (claims.role !== 'editor') {
+      res.status(403).json({ error: 'only editors delete notes', code: 'ERR_FORBIDDEN' });
+      return;
+    }
+    if (!(await notes.remove(user, String(req.params.id)))) {
+      res.status(404).json({ error: 'no such note', code: 'ERR_NO_NOTE' });
+      return;
+    }
+    res.status(204).end();
+  });
+
+  app.use(kf.notFound());
+  // The notes live in Redis: when it cannot be reached, 503 (HAProxy tries a GET on another node).
+  const redisDown: ErrorRequestHandler = (error, _req, res, next) => {
+    if (error instanceof Error && /Connection is closed|ECONNREFUSED|max retries|Command timed out/i.test(error.message)) {
+      res.status(503).json({ error: 'notes are unavailable right now', code: 'ERR_NOTES_UNAVAILABLE' });
+      return;
+    }
+    next(error);
+  };
+  app.use(redisDown);
+  app.use(kf.errorHandler());
+  return app;
+}

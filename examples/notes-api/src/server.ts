@@ -1,0 +1,25 @@
+import { fileURLToPath } from 'node:url';
+import { Redis } from 'ioredis';
+import { createKeyfleet } from 'keyfleet';
+import { createApp } from './app.js';
+import { noteClaims, type NoteClaims } from './claims.js';
+import { NotesStore } from './notes.js';
+import { UserStore } from './users.js';
+
+// Owns the process. keyfleet reads its own configuration from the environment (REDIS_URL,
+// KEYRING_MASTER_KEY or KEYRING_MASTER_KEY_FILE, NODE_ID...); the app adds USERS_FILE and PORT.
+
+const kf = createKeyfleet<NoteClaims>({ claims: noteClaims });
+const users = await UserStore.fromFile(process.env.USERS_FILE || fileURLToPath(new URL('../users.json', import.meta.url)));
+const redisUrl = process.env.NOTES_REDIS_URL || process.env.REDIS_URL;
+if (!redisUrl) throw new Error('NOTES_REDIS_URL or REDIS_URL: where the notes are kept (redis://user:pass@host:6379/0)');
+// The app's own connection for its own data; a command fails after 2 s instead of queueing.
+const redis = new Redis(redisUrl, { maxRetriesPerRequest: 1, commandTimeout: 2_000, connectionName: `notes-api:${kf.nodeId}` });
+redis.on('error', () => undefined);
+
+const app = createApp({ kf, users, notes: new NotesStore(redis) });
+await kf.start();
+const server = app.listen(Number(process.env.PORT || 3000));
+server.on('close', () => redis.disconnect());
+kf.serve(server);
+console.log(JSON.stringify({ msg: 'notes-api listening', node: kf.nodeId, users: users.size }));
