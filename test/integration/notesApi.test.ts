@@ -86,7 +86,7 @@ describe('examples/notes-api: an app built on the keyfleet library, 3 replicas b
       expect(reply.body.code).toBe('ERR_FORBIDDEN');
     }, 3);
     // The app's users decide who logs in; keyfleet's demo account is not one of them.
-    expect((await call('/login', json('POST', { username: 'alice', password: 'wrong' }, {}))).status).toBe(401);
+    expect((await call('/login', json('POST', { username: 'bob', password: 'wrong' }, {}))).status).toBe(401);
     expect((await call('/login', json('POST', { username: 'demo', password: 'demo-password' }, {}))).status).toBe(401);
     // No credential, a tampered one: 401 JSON from every node, never 5xx.
     await everywhere('/whoami', () => ({}), (reply) => {

@@ -24,25 +24,30 @@ export function createApp({ kf, users, notes }: AppDeps): express.Express {
   app.use(kf.routes());
 
   app.post('/login', express.json({ limit: '4kb' }), async (req, res) => {
-    const user = await users.check(req.body?.username, req.body?.password);
+    const { username, password } = (req.body ?? {}) as { username?: unknown; password?: unknown };
+    // keyfleet's throttle, shared by every node: counts the attempt first (429 with Retry-After
+    // when an account or address has failed too often), and takes it back after a success.
+    const ticket = await kf.loginThrottle.admit(String(username ?? ''), req.ip ?? 'unknown');
+    const user = await users.check(username, password);
     if (!user) {
       res.status(401).json({ error: 'wrong username or password', code: 'ERR_BAD_CREDENTIALS' });
       return;
     }
+    await kf.loginThrottle.succeeded(ticket);
     res.json(await kf.login(req, res, { user: user.name, claims: { role: user.role } }));
   });
 
   app.get('/whoami', kf.requireUser(), (req, res) => {
-    const { user, via, claims } = req.principal!;
+    const { user, via, claims } = kf.principal(req)!;
     res.json({ user, via, role: claims.role, claims, node: kf.nodeId });
   });
 
   app.get('/notes', kf.requireUser(), async (req, res) => {
-    res.json({ notes: await notes.list(req.principal!.user), node: kf.nodeId });
+    res.json({ notes: await notes.list(kf.principal(req)!.user), node: kf.nodeId });
   });
 
   app.post('/notes', kf.requireUser(), express.json({ limit: '8kb' }), async (req, res) => {
-    const { user, claims } = req.principal!;
+    const { user, claims } = kf.principal(req)!;
     if (claims.role !== 'editor') {
       res.status(403).json({ error: 'only editors write notes', code: 'ERR_FORBIDDEN' });
       return;
@@ -61,7 +66,7 @@ export function createApp({ kf, users, notes }: AppDeps): express.Express {
   });
 
   app.delete('/notes/:id', kf.requireUser(), async (req, res) => {
-    const { user, claims } = req.principal!;
+    const { user, claims } = kf.principal(req)!;
     if (claims.role !== 'editor') {
       res.status(403).json({ error: 'only editors delete notes', code: 'ERR_FORBIDDEN' });
       return;

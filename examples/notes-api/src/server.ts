@@ -21,5 +21,6 @@ const app = createApp({ kf, users, notes: new NotesStore(redis) });
 await kf.start();
 const server = app.listen(Number(process.env.PORT || 3000));
 server.on('close', () => redis.disconnect());
-kf.serve(server);
+// Graceful shutdown on SIGTERM/SIGINT: /healthz fails first, in-flight requests finish, then keyfleet stops.
+await kf.serve(server);
 console.log(JSON.stringify({ msg: 'notes-api listening', node: kf.nodeId, users: users.size }));
