@@ -19,12 +19,18 @@ SRC=examples/notes-api
 STAGE=build/notes-api
 NPM_FLAGS=(--prefer-offline --no-audit --no-fund --loglevel=error)
 
-# 1. keyfleet as its users get it: `npm pack` of the repository (compiled first if needed).
-[ -f dist/index.js ] || npm run --silent build
-mkdir -p build/.pack
-rm -f build/.pack/*.tgz
-npm pack --pack-destination build/.pack "${NPM_FLAGS[@]}" >/dev/null
-tarball=$(ls build/.pack/*.tgz)
+# 1. keyfleet as its users get it: `npm pack` of the repository (compiled first if needed),
+# or the tarball KEYFLEET_TGZ names (another version of keyfleet).
+mkdir -p build
+if [ -n "${KEYFLEET_TGZ:-}" ]; then
+  tarball=$KEYFLEET_TGZ
+else
+  [ -f dist/index.js ] || npm run --silent build
+  rm -rf build/.pack
+  mkdir -p build/.pack
+  npm pack --pack-destination build/.pack "${NPM_FLAGS[@]}" >/dev/null
+  tarball=$(ls build/.pack/*.tgz)
+fi
 cmp -s "$tarball" build/keyfleet.tgz 2>/dev/null || cp "$tarball" build/keyfleet.tgz
 rm -rf build/.pack
 
@@ -49,9 +55,9 @@ node -e '
 ' "$STAGE/package-lock.json"
 (
   cd "$STAGE"
-  npm ci "${NPM_FLAGS[@]}"
+  npm ci "${NPM_FLAGS[@]}" >/dev/null
   ./node_modules/.bin/tsc -p .
-  npm prune --omit=dev "${NPM_FLAGS[@]}"
+  npm prune --omit=dev "${NPM_FLAGS[@]}" >/dev/null
 )
 
 # 4. The image.

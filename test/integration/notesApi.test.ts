@@ -127,7 +127,8 @@ describe('examples/notes-api: an app built on the keyfleet library, 3 replicas b
   });
 
   it('rotates every key under traffic without failing a request', async () => {
-    const oldKid = kidOf((await login(stack.url, ...ALICE)).token);
+    const before = await login(stack.url, ...ALICE);
+    const oldKid = kidOf(before.token);
     const traffic = startNotesTraffic(stack.url, 3);
     await waitFor(() => traffic.report.sent >= 60, 'traffic before the rotation');
     const started = Date.now();
@@ -143,8 +144,16 @@ describe('examples/notes-api: an app built on the keyfleet library, 3 replicas b
     );
     expect(report.failures).toEqual([]);
     expect(report.nodes.size).toBe(3);
+    // What was minted before is still good everywhere, and new logins use the new keys.
+    for (const kind of KINDS) {
+      await everywhere('/whoami', () => ({ headers: credentialHeaders(kind, before) }), (reply) => {
+        expect(reply.status, `${kind} minted before the rotation, on ${reply.node}: ${JSON.stringify(reply.body)}`).toBe(200);
+        expect(reply.body).toMatchObject({ via: kind, role: 'editor' });
+      }, 3);
+    }
     const fresh = await login(stack.url, ...ALICE);
     expect(kidOf(fresh.token)).not.toBe(oldKid);
+    expect(kidOf(fresh.authCookie.slice('auth='.length))).not.toBe(kidOf(before.authCookie.slice('auth='.length)));
     await everywhere('/whoami', () => ({ headers: credentialHeaders('token', fresh) }), (reply) => expect(reply.status).toBe(200), 3);
   });
 
