@@ -1,5 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import { randomBytes, scrypt, timingSafeEqual } from 'node:crypto';
+import { pathToFileURL } from 'node:url';
 import type { Role } from './claims.js';
 
 // The app's own users: keyfleet never sees this file. A JSON map of name to
@@ -56,6 +57,7 @@ export class UserStore {
   }
 }
 
-if (process.argv[2] === 'hash' && process.argv[3]) {
+// `node dist/users.js hash <password>`: a password entry for users.json.
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href && process.argv[2] === 'hash' && process.argv[3]) {
   console.log(await hashPassword(process.argv[3]));
 }
