@@ -44,7 +44,7 @@ A login made on one node is refused by the others: watch the /me calls below fla
 200 and 401 as the balancer moves you. Run `npm run demo` again for the fix: one key ring.
 BROKEN
 fi
-port=$(grep -s '^LB_PORT=' .env | cut -d= -f2 || true); port=${port:-8080}
+port=${LB_PORT:-$(grep -s '^LB_PORT=' .env | cut -d= -f2 || true)}; port=${port:-8080}
 base="http://127.0.0.1:$port"
 
 printf 'waiting for %s nodes behind the balancer' "$scale"

@@ -15,7 +15,7 @@ const redisUrl = process.env.NOTES_REDIS_URL || process.env.REDIS_URL;
 if (!redisUrl) throw new Error('NOTES_REDIS_URL or REDIS_URL: where the notes are kept (redis://user:pass@host:6379/0)');
 // The app's own connection for its own data; a command fails after 2 s instead of queueing.
 const redis = new Redis(redisUrl, { maxRetriesPerRequest: 1, commandTimeout: 2_000, connectionName: `notes-api:${kf.nodeId}` });
-redis.on('error', () => undefined);
+redis.on('error', (error: Error) => kf.log.debug({ err: error.message }, 'notes redis connection error'));
 
 const app = createApp({ kf, users, notes: new NotesStore(redis) });
 await kf.start();
@@ -23,4 +23,4 @@ const server = app.listen(Number(process.env.PORT || 3000));
 server.on('close', () => redis.disconnect());
 // Graceful shutdown on SIGTERM/SIGINT: /healthz fails first, in-flight requests finish, then keyfleet stops.
 await kf.serve(server);
-console.log(JSON.stringify({ msg: 'notes-api listening', node: kf.nodeId, users: users.size }));
+kf.log.info({ users: users.size, port: server.address() }, 'notes-api listening');
