@@ -9,7 +9,8 @@ import { LoginThrottle } from './auth/throttle.js';
 import { authenticBeats, publishBeat, removeBeat } from './cluster/heartbeat.js';
 import { Lease } from './cluster/lease.js';
 import { PrimaryDuty } from './cluster/primary.js';
-import { createApp } from './http/app.js';
+import type { ClaimsSchema } from './auth/appClaims.js';
+import { createKit, type KeyfleetHttp } from './http/kit.js';
 import { redisSource } from './http/dashboard.js';
 import { localRing, staticRing } from './keyring/fixed.js';
 import { RingHolder } from './keyring/holder.js';
@@ -23,9 +24,17 @@ import { NodeMetrics } from './metrics/nodeMetrics.js';
 
 export const leaseTickMs = (leaseTtlMs: number) => Math.min(500, Math.max(50, Math.floor(leaseTtlMs / 4)));
 
+export interface NodeExtras {
+  /** The app's claims schema (appClaims.ts). */
+  claims?: ClaimsSchema;
+  /** Whether an account still exists; default: USERS when it names any, else every account. */
+  userExists?: (user: string) => boolean;
+}
+
 /**
  * One keyfleet node: its Redis connections, the ring it holds, its part in the election,
- * its heartbeat and its HTTP app. server.ts runs it as a process; tests may build it too.
+ * its heartbeat and the request side an app mounts (http/kit.ts). keyfleet.ts wraps it as
+ * the public createKeyfleet().
  */
 export class KeyfleetNode {
   readonly redis: Redis;
@@ -35,9 +44,11 @@ export class KeyfleetNode {
   readonly holder: RingHolder;
   readonly lease: Lease;
   readonly primary: PrimaryDuty;
-  readonly app: ReturnType<typeof createApp>;
+  readonly http: KeyfleetHttp;
   readonly metrics: NodeMetrics;
   readonly revocations: CredentialRevocations;
+  /** Failed-login counters shared by every node (LOGIN_THROTTLE_*), for an app's login route. */
+  readonly throttle: LoginThrottle;
   private readonly startedAt: number;
   private draining = false;
   private timers: NodeJS.Timeout[] = [];
@@ -46,6 +57,7 @@ export class KeyfleetNode {
     private readonly config: Config,
     private readonly log: Logger,
     private readonly clock: Clock = systemClock,
+    extras: NodeExtras = {},
   ) {
     this.startedAt = clock.now();
     configureIssuer(config.publicIssuer);
@@ -122,19 +134,21 @@ export class KeyfleetNode {
       storeHorizonMs: config.refresh.absoluteMs + config.clockSkewMs,
       reloadIntervalMs: config.ringReloadIntervalMs,
     });
-    this.app = createApp({
+    this.throttle = new LoginThrottle(this.redis, config.loginThrottle, log.child({ component: 'throttle' }));
+    const users = config.users;
+    this.http = createKit({
       nodeId: config.nodeId,
       tokenTtlMs: config.tokenTtlMs,
       sessionTtlMs: config.sessionTtlMs,
       clockSkewMs: config.clockSkewMs,
       trustProxy: config.trustProxy,
       holder: this.holder,
-      users: config.users,
+      userExists: extras.userExists ?? (users.size > 0 ? (user) => users.has(user) : undefined),
+      ...(extras.claims ? { claims: extras.claims } : {}),
       session: sessionMiddleware(this.redis, this.holder, config.sessionTtlMs),
       clock,
       log: log.child({ component: 'http' }),
       isDraining: () => this.draining,
-      throttle: new LoginThrottle(this.redis, config.loginThrottle, log.child({ component: 'throttle' })),
       publicOrigins: config.publicOrigins,
       cookieHostPrefix: config.cookieHostPrefix,
       audiences: config.audiences,

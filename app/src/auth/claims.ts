@@ -22,9 +22,12 @@ export function configureIssuer(value: string = DEFAULT_ISSUER): void {
   issuer = value;
 }
 
-export interface Principal {
+/** Who made a request, and by which credential: what authenticate() puts on `req.principal`. */
+export interface Principal<C extends Record<string, unknown> = Record<string, unknown>> {
   user: string;
   via: 'token' | 'cookie' | 'session';
+  /** The app's own claims, as minted by login() and read back through its claims schema (empty: none). */
+  claims: C;
   /** The `auth` cookie's generation (ms): when it was sealed, when its login was, and whether this answer renewed it. */
   cookie?: { issuedAt: number; startedAt: number; renewed: boolean };
 }

@@ -3,6 +3,7 @@ import { decodeJwt, decodeProtectedHeader } from 'jose';
 import type { RingHolder } from '../keyring/holder.js';
 import type { RingSnapshot } from '../keyring/snapshot.js';
 import { unauthorized } from '../lib/errors.js';
+import { appClaimsOfHeader, appClaimsOfPayload, COOKIE_CLAIMS_PARAMETER, type Claims } from './appClaims.js';
 import { openAuthCookie, sealAuthCookie } from './authCookie.js';
 import { credentialId, type CredentialRevocations } from './revocations.js';
 import { mintAccessToken, verifyAccessToken, type VerifyOptions } from './tokens.js';
@@ -30,6 +31,8 @@ export interface CredentialClaims {
   kid?: string;
   /** Token: its `exp`, ms. */
   expMs?: number;
+  /** The app's own claims (appClaims.ts), as minted; empty when none. */
+  app: Claims;
 }
 
 const num = (value: unknown): number | undefined => (typeof value === 'number' && Number.isFinite(value) ? value : undefined);
@@ -45,13 +48,14 @@ export function tokenClaims(user: string, token: string): CredentialClaims {
     family: str(payload.kf_fid),
     kid,
     expMs: (num(payload.exp) ?? 0) * 1000,
+    app: appClaimsOfPayload(payload),
   };
 }
 
 export function cookieClaims(user: string, value: string): CredentialClaims {
   const header = decodeProtectedHeader(value) as Record<string, unknown>;
   const issuedAtMs = num(header.kf_iat) ?? 0;
-  return { user, jti: str(header.jti), issuedAtMs, startedAtMs: num(header.kf_start) ?? issuedAtMs, kid: str(header.kid) };
+  return { user, jti: str(header.jti), issuedAtMs, startedAtMs: num(header.kf_start) ?? issuedAtMs, kid: str(header.kid), app: appClaimsOfHeader(header) };
 }
 
 /** The ids a credential can be revoked by. */
@@ -78,9 +82,15 @@ export async function checkCookie(holder: RingHolder, revocations: CredentialRev
   return claims;
 }
 
-/** An access token carrying its issue time in ms and, from a refresh, its family. */
-export function mintToken(ring: RingSnapshot, { user, ttlMs, now, family, audience }: { user: string; ttlMs: number; now: number; family?: string; audience?: string }) {
-  return mintAccessToken(ring, { user, ttlMs, now, ...(audience ? { audience } : {}), extra: { kf_iat: now, ...(family ? { kf_fid: family } : {}) } });
+/**
+ * An access token carrying its issue time in ms, from a refresh its family, and the app's
+ * claims (already checked: appClaims.ts checkAppClaims) as top-level claims.
+ */
+export function mintToken(
+  ring: RingSnapshot,
+  { user, ttlMs, now, family, audience, claims }: { user: string; ttlMs: number; now: number; family?: string; audience?: string; claims?: Claims },
+) {
+  return mintAccessToken(ring, { user, ttlMs, now, ...(audience ? { audience } : {}), extra: { ...claims, kf_iat: now, ...(family ? { kf_fid: family } : {}) } });
 }
 
 export interface CookieLifetimes {
@@ -93,11 +103,12 @@ export interface CookieLifetimes {
 /** A new `auth` cookie (at login), or its next generation (renewal: same jti and start). */
 export async function sealCookie(
   ring: RingSnapshot,
-  { user, now, jti = randomUUID(), startedAtMs = now }: { user: string; now: number; jti?: string; startedAtMs?: number },
+  { user, now, jti = randomUUID(), startedAtMs = now, claims }: { user: string; now: number; jti?: string; startedAtMs?: number; claims?: Claims },
   lifetimes: CookieLifetimes,
 ): Promise<{ value: string; maxAgeMs: number }> {
   const maxAgeMs = Math.min(lifetimes.idleMs, startedAtMs + lifetimes.absoluteMs - now);
-  const value = await sealAuthCookie(ring, { user, ttlMs: maxAgeMs, now, extra: { jti, kf_iat: now, kf_start: startedAtMs } });
+  const app = claims && Object.keys(claims).length > 0 ? { [COOKIE_CLAIMS_PARAMETER]: claims } : {};
+  const value = await sealAuthCookie(ring, { user, ttlMs: maxAgeMs, now, extra: { jti, kf_iat: now, kf_start: startedAtMs, ...app } });
   return { value, maxAgeMs };
 }
 

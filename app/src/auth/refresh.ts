@@ -42,20 +42,20 @@ export const hashToken = (token: string) => createHash('sha256').update(token).d
 
 /** The outcome of a redemption the caller acts on. */
 export type Redemption =
-  | { status: 'ok' | 'retry'; user: string; family: string; generation: number; refreshToken: string }
+  | { status: 'ok' | 'retry'; user: string; family: string; generation: number; refreshToken: string; claims?: Record<string, unknown> }
   | { status: 'reuse'; user: string; family: string; generation: number };
 
 // KEYS: family, users not-before, revoked ids, revocation seq, audit stream, ring version
 // ARGV: presented hash, successor hash, now, grace, idle, absolute, family revoked-id,
 //       revoke until (ms), revocation channel, actor
-// -> {'ok'|'retry', user, gen} | {'reuse', user, gen} | {'invalid'} | {'expired'} | {'revoked'}
+// -> {'ok'|'retry', user, gen, claims JSON or ''} | {'reuse', user, gen} | {'invalid'} | {'expired'} | {'revoked'}
 // A family is kept a minute past its end, so a late redemption is told "expired", not "unknown".
 const KEEP_MS = 60_000;
 
 export const REDEEM_LUA = `
 local KEEP_MS = ${KEEP_MS}
 local f = KEYS[1]
-local d = redis.call('HMGET', f, 'user', 'created', 'last', 'current', 'prev', 'rotatedAt', 'gen')
+local d = redis.call('HMGET', f, 'user', 'created', 'last', 'current', 'prev', 'rotatedAt', 'gen', 'claims')
 if not d[1] then return {'invalid'} end
 local user, created, last, current, prev = d[1], tonumber(d[2]), tonumber(d[3]), d[4], d[5]
 local rotatedAt, gen = tonumber(d[6] or '0'), tonumber(d[7])
@@ -69,10 +69,10 @@ if ARGV[1] == current then
   local nextGen = gen + 1
   redis.call('HSET', f, 'current', ARGV[2], 'prev', ARGV[1], 'rotatedAt', now, 'last', now, 'gen', nextGen, 'h:' .. ARGV[1], gen)
   redis.call('PEXPIRE', f, math.max(1, math.min(created + absolute, now + idle) - now) + KEEP_MS)
-  return {'ok', user, nextGen}
+  return {'ok', user, nextGen, d[8] or ''}
 end
 if ARGV[1] == prev and now - rotatedAt <= grace and ARGV[2] == current then
-  return {'retry', user, gen}
+  return {'retry', user, gen, d[8] or ''}
 end
 local used = redis.call('HGET', f, 'h:' .. ARGV[1])
 if not used then return {'invalid'} end
@@ -87,6 +87,16 @@ redis.call('XADD', KEYS[5], 'MAXLEN', '~', '10000', '*', 'version', version, 'at
   'detail', 'refresh token of generation ' .. used .. ' presented again (family at ' .. gen .. '): family of ' .. user .. ' revoked with every access token it issued')
 return {'reuse', user, tonumber(used)}
 `;
+
+/** Claims stored with a family; anything but a JSON object reads as none. */
+function parseStoredClaims(json: string): Record<string, unknown> | undefined {
+  try {
+    const value: unknown = JSON.parse(json);
+    return typeof value === 'object' && value !== null && !Array.isArray(value) ? (value as Record<string, unknown>) : undefined;
+  } catch {
+    return undefined;
+  }
+}
 
 /**
  * Refresh-token families in Redis. Holds no state but the chain key; every call needs Redis
@@ -111,8 +121,11 @@ export class RefreshTokens {
     return `${family}.${createHmac('sha256', this.chainKey).update(token).digest('base64url')}`;
   }
 
-  /** Starts a family at login; returns its first token and its id (access tokens carry it). */
-  async issue(user: string, now: number): Promise<{ refreshToken: string; family: string }> {
+  /**
+   * Starts a family at login; returns its first token and its id (access tokens carry it).
+   * The app's claims (checked at login) are kept with the family: each refreshed token carries them.
+   */
+  async issue(user: string, now: number, claims?: Record<string, unknown>): Promise<{ refreshToken: string; family: string }> {
     this.ensureReady();
     const family = randomBytes(16).toString('base64url');
     const refreshToken = `${family}.${randomBytes(32).toString('base64url')}`;
@@ -120,7 +133,7 @@ export class RefreshTokens {
     const { idleMs, absoluteMs } = this.options;
     const result = await this.redis
       .multi()
-      .hset(key, { user, created: now, last: now, gen: 1, current: hashToken(refreshToken), prev: '', rotatedAt: 0 })
+      .hset(key, { user, created: now, last: now, gen: 1, current: hashToken(refreshToken), prev: '', rotatedAt: 0, ...(claims && Object.keys(claims).length > 0 ? { claims: JSON.stringify(claims) } : {}) })
       .pexpire(key, Math.min(idleMs, absoluteMs) + KEEP_MS)
       .exec()
       .catch(() => {
@@ -141,7 +154,7 @@ export class RefreshTokens {
     const family = match[1]!;
     const successor = this.successor(token);
     const { graceMs, idleMs, absoluteMs } = this.options;
-    let reply: [string, string?, number?];
+    let reply: [string, string?, number?, string?];
     try {
       reply = (await this.redis.eval(
         REDEEM_LUA,
@@ -162,12 +175,12 @@ export class RefreshTokens {
         String(now + revokeForMs),
         revocationKeys.channel,
         actor,
-      )) as [string, string?, number?];
+      )) as [string, string?, number?, string?];
     } catch {
       throw unavailable('ERR_REFRESH_UNAVAILABLE', 'the refresh-token store is unavailable');
     }
-    const [status, user, generation] = reply;
-    if (status === 'ok' || status === 'retry') return { status, user: user!, family, generation: Number(generation), refreshToken: successor };
+    const [status, user, generation, claims] = reply;
+    if (status === 'ok' || status === 'retry') return { status, user: user!, family, generation: Number(generation), refreshToken: successor, ...(claims ? { claims: parseStoredClaims(claims) } : {}) };
     if (status === 'reuse') return { status, user: user!, family, generation: Number(generation) };
     if (status === 'expired') throw unauthorized('ERR_REFRESH_EXPIRED', 'refresh token expired');
     if (status === 'revoked') throw unauthorized('ERR_REFRESH_REVOKED', 'refresh token revoked');

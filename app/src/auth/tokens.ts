@@ -17,7 +17,7 @@ export interface MintOptions {
   /** The resource server the token is for (`aud`); default keyfleet's own. */
   audience?: string;
   /** More claims (the token's) or protected-header parameters (the `auth` cookie's): auth/credentials.ts. */
-  extra?: Record<string, string | number>;
+  extra?: Record<string, unknown>;
 }
 
 /** A JWT access token signed with the ring's active `sign` key (ES256, kid in the header). */

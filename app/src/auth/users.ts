@@ -12,7 +12,8 @@ const DECOY: PasswordHash = {
 
 export type UserDirectory = ReadonlyMap<string, PasswordHash>;
 
-export async function authenticate(users: UserDirectory, username: string, password: string): Promise<boolean> {
+/** Whether `password` is `username`'s in `users` (scrypt; an unknown name costs as long as a wrong password). */
+export async function checkPassword(users: UserDirectory, username: string, password: string): Promise<boolean> {
   const stored = users.get(username);
   const ok = await verifyPassword(password, stored ?? DECOY);
   return ok && stored !== undefined;

@@ -5,7 +5,6 @@ import type { Redis } from 'ioredis';
 import { AUTH_COOKIE } from '../auth/authCookie.js';
 import { checkCookie, checkToken } from '../auth/credentials.js';
 import type { CredentialRevocations } from '../auth/revocations.js';
-import type { UserDirectory } from '../auth/users.js';
 import { liveNodes, type NodeBeat } from '../cluster/heartbeat.js';
 import { leaseHolder } from '../cluster/lease.js';
 import type { RingHolder } from '../keyring/holder.js';
@@ -353,7 +352,8 @@ export interface DashboardOptions {
 export interface DashboardDeps extends DashboardOptions {
   nodeId: string;
   holder: RingHolder;
-  users: UserDirectory;
+  /** Whether the account still exists (USERS, or the app's own user store). */
+  userExists: (user: string) => boolean;
   clock: Clock;
   clockSkewMs: number;
   /** Logged-out credentials are refused here as everywhere (auth/revocations.ts). */
@@ -368,7 +368,7 @@ export function dashboardRouter(deps: DashboardDeps): Router {
   const verifiers: AccessVerifiers = {
     token: async (jwt) => (await checkToken(deps.holder, deps.revocations, jwt, verifyOptions())).user,
     authCookie: async (value) => (await checkCookie(deps.holder, deps.revocations, value, verifyOptions())).user,
-    userExists: (user) => deps.users.has(user),
+    userExists: deps.userExists,
     isOperator: (user) => deps.operators?.has(user) === true,
   };
   const access = (req: Request) =>

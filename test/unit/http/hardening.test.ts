@@ -6,7 +6,7 @@ import type { Redis } from 'ioredis';
 import { afterEach, describe, expect, it } from 'vitest';
 import { parsePasswordHash, type PasswordHash } from '../../../app/src/auth/password.js';
 import { LoginThrottle, TooManyAttempts, type LoginTicket } from '../../../app/src/auth/throttle.js';
-import { createApp, type AppDeps } from '../../../app/src/http/app.js';
+import { createApp, type AppDeps } from '../support/app.js';
 import { readPrefixed, writePrefixed } from '../../../app/src/http/cookiePrefix.js';
 import { loadedHolder, silentLog } from '../support/ring.js';
 

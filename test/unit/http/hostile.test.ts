@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parsePasswordHash } from '../../../app/src/auth/password.js';
 import { mintAccessToken } from '../../../app/src/auth/tokens.js';
 import { sealAuthCookie } from '../../../app/src/auth/authCookie.js';
-import { createApp } from '../../../app/src/http/app.js';
+import { createApp } from '../support/app.js';
 import { loadedHolder, silentLog, T0 } from '../support/ring.js';
 
 // Hostile input on the request path, as property tests: thousands of random and mutated

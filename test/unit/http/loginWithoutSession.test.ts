@@ -2,7 +2,7 @@ import type { AddressInfo } from 'node:net';
 import session from 'express-session';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { hashPassword, parsePasswordHash } from '../../../app/src/auth/password.js';
-import { createApp } from '../../../app/src/http/app.js';
+import { createApp } from '../support/app.js';
 import { loadedHolder, silentLog } from '../support/ring.js';
 
 // A node that cannot store the session (Redis away, or this node cut off from it) still logs

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { renderDashboardPage } from '../../../app/src/http/dashboardPage.js';
 import { escapeHtml, nodeHue } from '../../../app/src/http/html.js';
-import { renderPage } from '../../../app/src/http/page.js';
+import { renderPage } from '../../../app/src/demo/page.js';
 
 const EVIL = `<img src=x onerror="alert('x')">&`;
 

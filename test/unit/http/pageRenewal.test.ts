@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { renderPage } from '../../../app/src/http/page.js';
+import { renderPage } from '../../../app/src/demo/page.js';
 
 // The page says when the sliding `auth` cookie was renewed (issue 12).
 

@@ -6,7 +6,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { sealAuthCookie } from '../../../app/src/auth/authCookie.js';
 import type { PasswordHash } from '../../../app/src/auth/password.js';
 import { mintAccessToken } from '../../../app/src/auth/tokens.js';
-import { createApp } from '../../../app/src/http/app.js';
+import { createApp } from '../support/app.js';
 import type { DashboardMode, DashboardSource } from '../../../app/src/http/dashboard.js';
 import { unavailable } from '../../../app/src/lib/errors.js';
 import { loadedHolder, silentLog, T0 } from '../support/ring.js';

@@ -2,7 +2,7 @@ import type { AddressInfo } from 'node:net';
 import type { Server } from 'node:http';
 import { afterEach, describe, expect, it } from 'vitest';
 import { hashPassword, parsePasswordHash } from '../../../app/src/auth/password.js';
-import { createApp } from '../../../app/src/http/app.js';
+import { createApp } from '../support/app.js';
 import { NodeMetrics } from '../../../app/src/metrics/nodeMetrics.js';
 import { loginOutcome } from '../../../app/src/metrics/http.js';
 import { loadedHolder, silentLog, T0 } from '../support/ring.js';

@@ -1,4 +1,4 @@
-import { escapeHtml as e, nodeHue } from './html.js';
+import { escapeHtml as e, nodeHue } from '../index.js';
 
 // The page for people at `/`: which node served this very request, a login form, then who
 // you are, how the node knew, and a visit counter kept in the session. Rendered on the node
