@@ -25,10 +25,14 @@ mkdir -p build
 if [ -n "${KEYFLEET_TGZ:-}" ]; then
   tarball=$KEYFLEET_TGZ
 else
-  [ -f dist/index.js ] || npm run --silent build
+  # Compiled only when app/src changed since (bootstrap has just compiled it), so the pack
+  # skips the prepack script's full rebuild.
+  if [ ! -f dist/index.js ] || [ -n "$(find app/src package.json tsconfig.json -newer dist/index.js -print -quit)" ]; then
+    npm run --silent build
+  fi
   rm -rf build/.pack
   mkdir -p build/.pack
-  npm pack --pack-destination build/.pack "${NPM_FLAGS[@]}" >/dev/null
+  npm pack --ignore-scripts --pack-destination build/.pack "${NPM_FLAGS[@]}" >/dev/null
   tarball=$(ls build/.pack/*.tgz)
 fi
 cmp -s "$tarball" build/keyfleet.tgz 2>/dev/null || cp "$tarball" build/keyfleet.tgz
