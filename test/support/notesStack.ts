@@ -48,6 +48,16 @@ export class StartedNotesStack {
     }
   }
 
+  /** How many clients listen on each Redis pub/sub channel (PUBSUB NUMSUB, as Redis's admin). */
+  async subscribers(...channels: string[]): Promise<Record<string, number>> {
+    const { stdout } = await this.compose(
+      'exec', '-T', 'redis', 'sh', '-c',
+      `redis-cli --no-auth-warning --user admin --pass "$REDIS_ADMIN_PASSWORD" pubsub numsub ${channels.join(' ')}`,
+    );
+    const lines = stdout.trim().split('\n');
+    return Object.fromEntries(channels.map((channel, i) => [channel, Number(lines[2 * i + 1])]));
+  }
+
   /** Until HAProxy counts `count` app servers UP. */
   async waitForBalancer(count: number, timeoutMs = 60_000): Promise<void> {
     let up = 0;

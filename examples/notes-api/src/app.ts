@@ -13,14 +13,10 @@ export interface AppDeps {
 /** The notes API. keyfleet brings the credentials and its own routes; the rest is this app's. */
 export function createApp({ kf, users, notes }: AppDeps): express.Express {
   const app = express();
-  app.disable('x-powered-by');
-  // Behind HAProxy: the client's address and scheme come from its X-Forwarded-* headers.
-  app.set('trust proxy', 'loopback, linklocal, uniquelocal');
-  app.use((_req, res, next) => {
-    res.setHeader('X-Node-Id', kf.nodeId);
-    next();
-  });
-  // /healthz (what HAProxy checks), the JWKS and discovery, POST /logout, /logout/everywhere, /token/refresh.
+  // First: /healthz (what HAProxy checks), the JWKS and discovery, POST /logout,
+  // /logout/everywhere, /token/refresh. Mounted at the root, its router also gives every
+  // request after it X-Node-Id, security headers (helmet), `trust proxy` from TRUST_PROXY
+  // and the same-origin check that keeps cookie-authenticated POSTs from other sites out.
   app.use(kf.routes());
 
   app.post('/login', express.json({ limit: '4kb' }), async (req, res) => {
