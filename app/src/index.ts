@@ -15,6 +15,7 @@ export { SESSION_COOKIE } from './auth/session.js';
 
 // Errors with stable codes.
 export { ConfigError, KeyfleetError } from './lib/errors.js';
+export { ERRORS, exitCodeOf, isErrorCode, type ErrorCode, type ErrorSpec } from './lib/errorCodes.js';
 export { TooManyAttempts } from './auth/throttle.js';
 
 // For an app's own login route: passwords (scrypt, the USERS format) and the login throttle.

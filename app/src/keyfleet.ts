@@ -70,7 +70,8 @@ export interface Keyfleet<C extends Claims = Claims> extends KeyfleetHttp<C> {
 
 /**
  * A keyfleet node inside an app's process, configured from the environment. Throws a
- * ConfigError naming every bad variable. Nothing touches the network before start().
+ * ConfigError naming every bad variable, before opening anything; then opens the node's
+ * Redis connections. start() loads the ring and starts the duties.
  */
 export function createKeyfleet<C extends Claims = Claims>(options: KeyfleetOptions<C> = {}): Keyfleet<C> {
   const config: Config = { ...loadConfig(options.env ?? process.env), ...options.config };

@@ -31,7 +31,7 @@ export const RESERVED_CLAIMS: ReadonlySet<string> = new Set([
   'fam',
 ]);
 
-const badClaims = (message: string) => new KeyfleetError('ERR_BAD_CLAIMS', message, 500);
+const badClaims = (message: string) => new KeyfleetError('ERR_BAD_CLAIMS', message);
 
 /**
  * Checks an app's claims at mint time: a plain JSON object, no reserved name (nor `kf_…`),
@@ -56,7 +56,7 @@ export function checkAppClaims(claims: unknown, schema?: ClaimsSchema): Claims {
     try {
       schema.parse(travelled);
     } catch (error) {
-      throw new KeyfleetError('ERR_BAD_CLAIMS', `claims refused by the app's schema: ${error instanceof Error ? error.message : String(error)}`, 500, { cause: error });
+      throw new KeyfleetError('ERR_BAD_CLAIMS', `claims refused by the app's schema: ${error instanceof Error ? error.message : String(error)}`, { cause: error });
     }
   }
   return travelled;
@@ -86,6 +86,6 @@ export function readAppClaims<C extends Claims>(claims: Claims, schema: ClaimsSc
   try {
     return schema.parse(claims);
   } catch (error) {
-    throw new KeyfleetError('ERR_CLAIMS_REJECTED', "the credential's claims do not match this app's claims schema; log in again", 401, { cause: error });
+    throw new KeyfleetError('ERR_CLAIMS_REJECTED', "the credential's claims do not match this app's claims schema; log in again", { cause: error });
   }
 }

@@ -37,7 +37,7 @@ export class TooManyAttempts extends KeyfleetError {
     readonly retryAfterS: number,
     readonly limit: ThrottleLimit = 'account',
   ) {
-    super('ERR_TOO_MANY_ATTEMPTS', 'too many failed logins; try again later', 429);
+    super('ERR_TOO_MANY_ATTEMPTS', 'too many failed logins; try again later');
   }
 }
 

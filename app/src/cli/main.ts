@@ -20,7 +20,7 @@ import { parseAudiences } from '../config/index.js';
 import { eligibleAt, isPrepublished } from '../keyring/lifecycle.js';
 import { isPurpose } from '../keyring/types.js';
 import { parseDuration } from '../lib/duration.js';
-import { KeyfleetError } from '../lib/errors.js';
+import { exitCodeOf, isErrorCode, KeyfleetError, type ErrorCode } from '../lib/errors.js';
 import { connectRedis, redisTargetFromEnv } from '../lib/redis.js';
 import { redisKeys } from '../lib/redisKeys.js';
 
@@ -39,8 +39,11 @@ const program = new Program('keyfleet')
 
 const globals = () => program.opts<Globals>();
 
-function fail(code: string, message: string): never {
-  throw new KeyfleetError(code, message, 1);
+// Exit codes come from the error catalogue (lib/errorCodes.ts): 1 for a failure, 3 when a
+// live node never confirmed (ERR_NODES_UNCONFIRMED), 4 when the next signing key may not
+// sign yet (ERR_NEXT_KEY_NOT_DUE).
+function fail(code: ErrorCode, message: string): never {
+  throw new KeyfleetError(code, message);
 }
 
 function redisFromEnv(): Redis {
@@ -157,7 +160,8 @@ async function command(redis: Redis, body: Parameters<typeof sendCommand>[1], ti
     if (message.type === 'progress') onProgress(message.data);
   }
   if (!last) fail('ERR_NO_REPLY', `the primary did not answer within ${timeoutMs} ms`);
-  if (last.type === 'error') fail(last.code, last.message);
+  // The primary's code, when this CLI knows it (a node of another version may send others).
+  if (last.type === 'error') fail(isErrorCode(last.code) ? last.code : 'ERR_OTHER', last.message);
   return last.type === 'result' ? last.data : undefined;
 }
 
@@ -216,8 +220,8 @@ program
       }
       print(results.map(describeOutcome).join('\n'), { result: results });
       // 3: a node never confirmed; 4: the next signing key is not yet published long enough.
-      if (results.some((o) => !o.ok && o.notBefore === undefined)) process.exitCode = 3;
-      else if (results.some((o) => o.notBefore !== undefined)) process.exitCode = 4;
+      if (results.some((o) => !o.ok && o.notBefore === undefined)) process.exitCode = exitCodeOf('ERR_NODES_UNCONFIRMED');
+      else if (results.some((o) => o.notBefore !== undefined)) process.exitCode = exitCodeOf('ERR_NEXT_KEY_NOT_DUE');
     }),
   );
 
@@ -248,7 +252,7 @@ program
       }
       if (data.next) lines.push(`next key ${data.next} published`);
       print(lines.join('\n'), { kid, ...data });
-      if (data.pending.length > 0) process.exitCode = 3;
+      if (data.pending.length > 0) process.exitCode = exitCodeOf('ERR_NODES_UNCONFIRMED');
     }),
   );
 
@@ -277,7 +281,7 @@ program
           : `revoked every credential of ${name} issued before ${iso(at)}, but only ${confirmed.length}/${total} nodes confirmed; not yet: ${pending.join(', ')}`,
         { user: name, before: at, seq, nodes: total, confirmed, pending, ms },
       );
-      if (pending.length > 0) process.exitCode = 3;
+      if (pending.length > 0) process.exitCode = exitCodeOf('ERR_NODES_UNCONFIRMED');
     }),
   );
 
@@ -394,10 +398,10 @@ program
 
 program.parseAsync().catch((error: unknown) => {
   const known = error instanceof KeyfleetError;
-  const code = known ? error.code : 'ERR_CLI';
+  const code: ErrorCode = known ? error.code : 'ERR_CLI';
   const message = error instanceof Error ? error.message : String(error);
   if (globals().json) process.stdout.write(`${JSON.stringify({ error: message, code })}\n`);
   else console.error(`keyfleet: ${message}${known ? ` (${code})` : ''}`);
-  process.exitCode = 1;
+  process.exitCode = exitCodeOf(code);
 });
 

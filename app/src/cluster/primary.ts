@@ -172,7 +172,7 @@ export class PrimaryDuty {
     confirmTimeoutMs?: number,
     emergency = false,
   ): Promise<RotationOutcome> {
-    if (this.rotating.has(purpose)) throw new KeyfleetError('ERR_ROTATION_RUNNING', `a ${purpose} rotation is already running`, 409);
+    if (this.rotating.has(purpose)) throw new KeyfleetError('ERR_ROTATION_RUNNING', `a ${purpose} rotation is already running`);
     this.rotating.add(purpose);
     const { writer, redis, clock, masterKey, log } = this.options;
     try {
@@ -213,7 +213,7 @@ export class PrimaryDuty {
     const audit: { action: string; kid: string; actor: string; detail?: string } = { action: 'revoke', kid, actor };
     const snapshot = await writer.update(audit, async (doc, now) => {
       const key = findKey(doc, kid);
-      if (!key) throw new KeyfleetError('ERR_UNKNOWN_KID', `no key ${kid} in the ring`, 404);
+      if (!key) throw new KeyfleetError('ERR_UNKNOWN_KID', `no key ${kid} in the ring`);
       if (key.state === 'revoked') return null;
       Object.assign(outcome, { emergency: false, replacedBy: undefined, revokedNext: undefined, next: undefined });
       const revoked = revoke(doc, kid, now, writer.lifetimes);
@@ -282,7 +282,7 @@ export class PrimaryDuty {
       }
       const purposes = command.purposes.includes('all') ? [...PURPOSES] : command.purposes;
       const bad = purposes.filter((purpose) => !isPurpose(purpose));
-      if (bad.length > 0) throw new KeyfleetError('ERR_BAD_PURPOSE', `unknown purpose ${bad.join(', ')} (sign, encrypt, cookie or all)`, 400);
+      if (bad.length > 0) throw new KeyfleetError('ERR_BAD_PURPOSE', `unknown purpose ${bad.join(', ')} (sign, encrypt, cookie or all)`);
       const outcomes = await Promise.all(
         (purposes as Purpose[]).map((purpose) =>
           this.rotate(purpose, command.actor, (progress) => void reply(redis, command.id, { type: 'progress', data: progress }), command.confirmTimeoutMs, command.now === true),

@@ -29,12 +29,12 @@ export function demoRoutes(kf: DemoKeyfleet, { users, throttle, dashboard = fals
 
   router.post('/login', express.json({ limit: '8kb', strict: true }), async (req, res) => {
     const parsed = LoginBody.safeParse(req.body);
-    if (!parsed.success) throw new KeyfleetError('ERR_BAD_LOGIN_BODY', 'expected JSON {"username","password"} and optionally "audience"', 400);
+    if (!parsed.success) throw new KeyfleetError('ERR_BAD_LOGIN_BODY', 'expected JSON {"username","password"} and optionally "audience"');
     const { username, password, audience } = parsed.data;
     kf.checkAudience(audience);
     // Counted before the password is checked: over a limit, no scrypt work at all.
     const ticket = await throttle?.admit(username, req.ip ?? 'unknown');
-    if (!(await checkPassword(users, username, password))) throw new KeyfleetError('ERR_BAD_CREDENTIALS', 'wrong username or password', 401);
+    if (!(await checkPassword(users, username, password))) throw new KeyfleetError('ERR_BAD_CREDENTIALS', 'wrong username or password');
     await throttle?.succeeded(ticket);
     res.json(await kf.login(req, res, { user: username, ...(audience ? { audience } : {}) }));
   });

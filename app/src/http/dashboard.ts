@@ -12,7 +12,7 @@ import type { AuditEvent, RingStore } from '../keyring/store.js';
 import { ALGORITHMS, PURPOSES, type KeyState, type Purpose, type RingDocument } from '../keyring/types.js';
 import type { DashboardMode } from '../config/index.js';
 import type { Clock } from '../lib/clock.js';
-import { KeyfleetError } from '../lib/errors.js';
+import { KeyfleetError, type ErrorCode } from '../lib/errors.js';
 import { readFigures } from '../metrics/rates.js';
 import { htmlHeaders, nodeHue } from './html.js';
 import { renderDashboardPage } from './dashboardPage.js';
@@ -48,9 +48,9 @@ export interface AccessVerifiers {
 
 export type AccessDecision =
   | { allowed: true; who: string }
-  | { allowed: false; status: 401 | 403 | 404; code: string; message: string };
+  | { allowed: false; status: 401 | 403 | 404; code: ErrorCode; message: string };
 
-const deny = (status: 401 | 403 | 404, code: string, message: string): AccessDecision => ({ allowed: false, status, code, message });
+const deny = (status: 401 | 403 | 404, code: ErrorCode, message: string): AccessDecision => ({ allowed: false, status, code, message });
 
 /** Constant-time comparison of two secrets of any length. */
 export function sameSecret(given: string, expected: string): boolean {
@@ -376,7 +376,7 @@ export function dashboardRouter(deps: DashboardDeps): Router {
   const refusal = (decision: Extract<AccessDecision, { allowed: false }>, res: Response) => {
     if (deps.mode === 'token') res.setHeader('WWW-Authenticate', 'Bearer realm="keyfleet dashboard"');
     res.setHeader('Cache-Control', 'no-store');
-    return new KeyfleetError(decision.code, decision.message, decision.status);
+    return new KeyfleetError(decision.code, decision.message);
   };
 
   router.get('/dashboard', async (req, res) => {

@@ -291,7 +291,7 @@ export function createKit<C extends Claims = Claims>(deps: KitDeps): KeyfleetHtt
 
   async function login(req: Request, res: Response, { user, claims, audience }: LoginOptions<C>): Promise<LoginResult> {
     checkAudience(audience);
-    if (typeof user !== 'string' || user.length === 0 || user.length > 128) throw new KeyfleetError('ERR_BAD_CLAIMS', 'user must be a string of 1 to 128 characters', 500);
+    if (typeof user !== 'string' || user.length === 0 || user.length > 128) throw new KeyfleetError('ERR_BAD_CLAIMS', 'user must be a string of 1 to 128 characters');
     const app = checkAppClaims(claims, deps.claims);
     const ring = holder.current;
     if (!ring?.complete) throw unavailable('ERR_NOT_READY', 'key ring not loaded yet');
@@ -393,7 +393,7 @@ export function createKit<C extends Claims = Claims>(deps: KitDeps): KeyfleetHtt
     // Refresh-token rotation (auth/refresh.ts): a new access token and the next refresh token.
     router.post('/token/refresh', express.json({ limit: '8kb', strict: true }), async (req, res) => {
       const refresh = deps.refresh;
-      if (!refresh) throw new KeyfleetError('ERR_NOT_FOUND', 'not found', 404);
+      if (!refresh) throw new KeyfleetError('ERR_NOT_FOUND', 'not found');
       const parsed = RefreshBody.safeParse(req.body);
       if (!parsed.success) throw badRequest('ERR_BAD_REFRESH_BODY', 'expected JSON {"refreshToken"}');
       const ring = holder.current;
@@ -487,7 +487,7 @@ export function createKit<C extends Claims = Claims>(deps: KitDeps): KeyfleetHtt
     // not-before (auth/revocations.ts); refresh families older than it stop redeeming too.
     router.post('/logout/everywhere', async (req, res) => {
       const principal = await identify(req, res, false);
-      if (!deps.revocations) throw new KeyfleetError('ERR_NOT_FOUND', 'not found', 404);
+      if (!deps.revocations) throw new KeyfleetError('ERR_NOT_FOUND', 'not found');
       const at = clock.now();
       const seq = await deps.revocations.revoke({ users: [{ user: principal.user, at }] }).catch((error: unknown) => {
         log.warn({ err: error instanceof Error ? error.message : String(error) }, 'log out everywhere not announced: Redis is unavailable');

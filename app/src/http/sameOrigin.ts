@@ -45,4 +45,4 @@ function originOf(text: string): string | undefined {
   }
 }
 
-const forbidden = () => new KeyfleetError('ERR_CROSS_SITE', 'cross-site request refused', 403);
+const forbidden = () => new KeyfleetError('ERR_CROSS_SITE', 'cross-site request refused');

@@ -298,7 +298,7 @@ export function checkAgainstPeers({ doc, legacy }: OpenedRing, peers: PeerRing[]
  * only because its own ring may be behind.
  */
 export async function resolveVerifier(holder: RingHolder, purpose: Purpose, kid: string | undefined) {
-  if (!holder.current) throw new KeyfleetError('ERR_NOT_READY', 'key ring not loaded yet; another node can answer', 503);
+  if (!holder.current) throw new KeyfleetError('ERR_NOT_READY', 'key ring not loaded yet; another node can answer');
   if (kid === undefined) return undefined;
   if (holder.current.has(kid)) return holder.current.verifier(purpose, kid);
   if (holder.inSync) {
@@ -308,7 +308,7 @@ export async function resolveVerifier(holder: RingHolder, purpose: Purpose, kid:
     // Bounded: a node cut off from Redis must not hold the request while its reload times out.
     return holder.current?.verifier(purpose, kid);
   }
-  throw new KeyfleetError('ERR_RING_STALE', 'this node cannot confirm its key ring is current; another node can answer', 503);
+  throw new KeyfleetError('ERR_RING_STALE', 'this node cannot confirm its key ring is current; another node can answer');
 }
 
 const STALE_RELOAD_WAIT_MS = 250;

@@ -41,7 +41,7 @@ export const purposesWithoutActiveKey = (doc: RingDocument) =>
 export function stage(doc: RingDocument, key: StoredKey, now: number): RingDocument {
   if (key.state !== 'staged') throw new KeyfleetError('ERR_KEY_STATE', `key ${key.kid} is ${key.state}, not staged`);
   if (stagedKey(doc, key.purpose)) {
-    throw new KeyfleetError('ERR_ALREADY_STAGED', `a ${key.purpose} key is already staged`, 409);
+    throw new KeyfleetError('ERR_ALREADY_STAGED', `a ${key.purpose} key is already staged`);
   }
   return withKeys(doc, [...doc.keys, key], now);
 }
@@ -50,7 +50,7 @@ export function stage(doc: RingDocument, key: StoredKey, now: number): RingDocum
 export function activate(doc: RingDocument, kid: string, now: number, lifetimes: Lifetimes): RingDocument {
   const target = findKey(doc, kid);
   if (!target || target.state !== 'staged') {
-    throw new KeyfleetError('ERR_KEY_STATE', `key ${kid} is ${target ? target.state : 'not in the ring'}, not staged`, 409);
+    throw new KeyfleetError('ERR_KEY_STATE', `key ${kid} is ${target ? target.state : 'not in the ring'}, not staged`);
   }
   const keys = doc.keys.map((key): StoredKey => {
     if (key.kid === kid) return { ...key, state: 'active', activatedAt: now };
@@ -70,7 +70,7 @@ export function activate(doc: RingDocument, kid: string, now: number, lifetimes:
 /** A revoked key stops verifying at once; it stays listed (for audit) until it could have expired. */
 export function revoke(doc: RingDocument, kid: string, now: number, lifetimes: Lifetimes): RingDocument {
   const target = findKey(doc, kid);
-  if (!target) throw new KeyfleetError('ERR_UNKNOWN_KID', `no key ${kid} in the ring`, 404);
+  if (!target) throw new KeyfleetError('ERR_UNKNOWN_KID', `no key ${kid} in the ring`);
   if (target.state === 'revoked') return doc;
   const keys = doc.keys.map((key): StoredKey =>
     key.kid === kid

@@ -133,7 +133,7 @@ export async function rotate(purpose: Purpose, deps: RotationDeps): Promise<Rota
   const active = await writer.update({ action: 'activate', purpose, kid, actor, ...(emergency ? { detail: 'emergency: not pre-published' } : {}) }, (doc, now) => {
     const key = findKey(doc, kid);
     if (key?.state === 'active') return null;
-    if (key?.state !== 'staged') throw new KeyfleetError('ERR_KEY_STATE', `key ${kid} is no longer staged`, 409);
+    if (key?.state !== 'staged') throw new KeyfleetError('ERR_KEY_STATE', `key ${kid} is no longer staged`);
     return activate(doc, kid, now, writer.lifetimes);
   });
   onProgress?.({ phase: 'active', purpose, kid, version: active.version });

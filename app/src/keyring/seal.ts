@@ -107,7 +107,7 @@ export function openRing(masterKey: Buffer, raw: string | unknown): OpenedRing {
     try {
       value = JSON.parse(raw);
     } catch (cause) {
-      throw new KeyfleetError('ERR_RING_FORMAT', 'the key ring is not valid JSON', 500, { cause });
+      throw new KeyfleetError('ERR_RING_FORMAT', 'the key ring is not valid JSON', { cause });
     }
   }
   const keys = keysOf(masterKey);

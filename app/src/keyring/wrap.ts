@@ -32,7 +32,6 @@ export function unwrapMaterial(masterKey: Buffer, kid: string, purpose: Purpose,
     throw new KeyfleetError(
       'ERR_MASTER_KEY_MISMATCH',
       `key ${kid} does not decrypt under this master key: KEYRING_MASTER_KEY is wrong, or the entry was tampered with`,
-      500,
       { cause },
     );
   }

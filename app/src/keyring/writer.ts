@@ -54,7 +54,7 @@ export class RingWriter {
     const { store, holder, lease, masterKey, clock, log, nodeId } = this.options;
     for (let attempt = 1; attempt <= MAX_ATTEMPTS; attempt++) {
       const fence = lease.fence;
-      if (!fence) throw new KeyfleetError('ERR_NOT_PRIMARY', `${nodeId} does not hold the primary lease`, 409);
+      if (!fence) throw new KeyfleetError('ERR_NOT_PRIMARY', `${nodeId} does not hold the primary lease`);
       const now = clock.now();
       let opened: OpenedRing | null;
       try {
@@ -75,7 +75,7 @@ export class RingWriter {
       const current = holder.current;
       if (changed === null) {
         if (current) return current;
-        throw new KeyfleetError('ERR_RING_EMPTY', 'the key ring is empty', 503);
+        throw new KeyfleetError('ERR_RING_EMPTY', 'the key ring is empty');
       }
       const next: RingDocument = { ...changed, version: Math.max(expected, current?.version ?? 0) + 1, updatedAt: now };
       const result = await store.commit(expected, next, fence, { actor: nodeId, ...audit }, now);
@@ -86,10 +86,10 @@ export class RingWriter {
       }
       if (result.reason === 'fenced') {
         lease.drop();
-        throw new KeyfleetError('ERR_NOT_PRIMARY', `${nodeId} lost the primary lease before writing`, 409);
+        throw new KeyfleetError('ERR_NOT_PRIMARY', `${nodeId} lost the primary lease before writing`);
       }
       log.debug({ attempt, expected, current: result.current }, 'ring changed underneath; retrying');
     }
-    throw new KeyfleetError('ERR_RING_CONFLICT', `the ring kept changing; gave up after ${MAX_ATTEMPTS} attempts`, 409);
+    throw new KeyfleetError('ERR_RING_CONFLICT', `the ring kept changing; gave up after ${MAX_ATTEMPTS} attempts`);
   }
 }

@@ -1,23 +1,30 @@
-// Errors with stable codes: callers and tests branch on `code`, never on message text.
-// `status` is what the HTTP error handler answers; messages for 4xx are safe to show.
-export class KeyfleetError extends Error {
-  readonly code: string;
-  readonly status: number;
+import { ERRORS, type ErrorCode } from './errorCodes.js';
 
-  constructor(code: string, message: string, status = 500, options?: ErrorOptions) {
+export { ERRORS, exitCodeOf, isErrorCode, type ErrorCode, type ErrorSpec } from './errorCodes.js';
+
+// Errors with stable codes: callers and tests branch on `code`, never on message text.
+// `status` is what the HTTP error handler answers, read from the catalogue (errorCodes.ts)
+// like the CLI's exit code; messages for 4xx are safe to show.
+export class KeyfleetError extends Error {
+  readonly code: ErrorCode;
+
+  constructor(code: ErrorCode, message: string = ERRORS[code].message, options?: ErrorOptions) {
     super(message, options);
     this.name = 'KeyfleetError';
     this.code = code;
-    this.status = status;
+  }
+
+  /** The HTTP status of this code (errorCodes.ts). */
+  get status(): number {
+    return ERRORS[this.code].status;
   }
 }
 
-export const unauthorized = (code: string, message = 'authentication required') =>
-  new KeyfleetError(code, message, 401);
+export const unauthorized = (code: ErrorCode, message: string = ERRORS[code].message) => new KeyfleetError(code, message);
 
-export const badRequest = (code: string, message: string) => new KeyfleetError(code, message, 400);
+export const badRequest = (code: ErrorCode, message: string = ERRORS[code].message) => new KeyfleetError(code, message);
 
-export const unavailable = (code: string, message: string) => new KeyfleetError(code, message, 503);
+export const unavailable = (code: ErrorCode, message: string = ERRORS[code].message) => new KeyfleetError(code, message);
 
 export class ConfigError extends Error {
   constructor(readonly problems: string[]) {

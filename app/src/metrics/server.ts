@@ -2,6 +2,7 @@ import { once } from 'node:events';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Registry } from 'prom-client';
+import { ERRORS, type ErrorCode } from '../lib/errorCodes.js';
 
 /**
  * A listener of its own for GET /metrics on METRICS_PORT: apart from the app, so the
@@ -11,21 +12,21 @@ import type { Registry } from 'prom-client';
 export async function startMetricsServer(registry: Registry, port: number, host = '0.0.0.0'): Promise<Server & { port: number }> {
   const server = createServer((req, res) => {
     const path = (req.url ?? '/').split('?')[0];
-    const answer = (status: number, code: string, error: string) => {
-      res.writeHead(status, { 'content-type': 'application/json', 'cache-control': 'no-store' });
+    const answer = (code: ErrorCode, error: string = ERRORS[code].message) => {
+      res.writeHead(ERRORS[code].status, { 'content-type': 'application/json', 'cache-control': 'no-store' });
       res.end(JSON.stringify({ error, code }));
     };
-    if (path !== '/metrics') return answer(404, 'ERR_NOT_FOUND', 'not found (only /metrics here)');
+    if (path !== '/metrics') return answer('ERR_NOT_FOUND', 'not found (only /metrics here)');
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       res.setHeader('allow', 'GET, HEAD');
-      return answer(405, 'ERR_METHOD_NOT_ALLOWED', 'GET /metrics');
+      return answer('ERR_METHOD_NOT_ALLOWED', 'GET /metrics');
     }
     registry.metrics().then(
       (text) => {
         res.writeHead(200, { 'content-type': registry.contentType, 'cache-control': 'no-store' });
         res.end(req.method === 'HEAD' ? undefined : text);
       },
-      () => answer(500, 'ERR_INTERNAL', 'internal error'),
+      () => answer('ERR_INTERNAL'),
     );
   });
   // Scrapes are short: an idle or slow connection is not kept.
