@@ -50,16 +50,19 @@ say "installing keyfleet from its tarball into $STAGE and compiling the app"
 rm -rf "$STAGE/src" "$STAGE/dist"
 mkdir -p "$STAGE"
 cp -r "$SRC"/{package.json,package-lock.json,tsconfig.json,users.json,Dockerfile,src} "$STAGE/"
-# The lock file pins every registry package; keyfleet itself is the tarball just packed, so its
-# recorded integrity is dropped (npm would otherwise reuse whatever its cache holds under it).
+# The lock file pins every registry package. keyfleet itself is the tarball just packed, whose
+# dependencies may have changed since the lock was written: its entry is dropped, so npm reads
+# the tarball's own package.json and adds what it needs (and does not install whatever its
+# cache holds under the integrity recorded for an older tarball).
 node -e '
   const fs = require("fs"), file = process.argv[1], lock = JSON.parse(fs.readFileSync(file, "utf8"));
-  delete lock.packages["node_modules/keyfleet"].integrity;
+  delete lock.packages["node_modules/keyfleet"];
   fs.writeFileSync(file, JSON.stringify(lock, null, 2) + "\n");
 ' "$STAGE/package-lock.json"
 (
   cd "$STAGE"
-  npm ci "${NPM_FLAGS[@]}" >/dev/null
+  rm -rf node_modules
+  npm install "${NPM_FLAGS[@]}" >/dev/null
   ./node_modules/.bin/tsc -p .
   npm prune --omit=dev "${NPM_FLAGS[@]}" >/dev/null
 )
