@@ -81,12 +81,18 @@ describe('examples/notes-api: an app built on the keyfleet library, 3 replicas b
   it('accepts a token, an auth cookie and a sid session minted on one node on all three, with the app\'s role claim typed', async () => {
     const before = sent;
     const alice = await login(stack.url, ...ALICE);
+    let count = 0;
     for (const kind of KINDS) {
       await everywhere('/whoami', () => ({ headers: credentialHeaders(kind, alice) }), (reply) => {
         expect(reply.status, `${kind} on ${reply.node}: ${JSON.stringify(reply.body)}`).toBe(200);
         expect(reply.body).toMatchObject({ user: 'alice', via: kind, role: 'editor', claims: { role: 'editor' }, node: reply.node });
+        // The app's own data in the session (kf.requireUser({ session: 'load' })) follows it from node to node.
+        if (kind === 'session') expect(reply.body.session.count).toBe(++count);
       });
     }
+    const last = await call('/whoami', { headers: credentialHeaders('session', alice) });
+    expect(last.body.session.count).toBe(count + 1);
+    expect(new Set(last.body.session.nodes)).toEqual(new Set([...(await everywhere('/healthz', () => ({}), () => undefined, 3))]));
     const bob = await login(stack.url, ...BOB);
     for (const kind of KINDS) {
       const reply = await call('/whoami', { headers: credentialHeaders(kind, bob) });
@@ -108,7 +114,7 @@ describe('examples/notes-api: an app built on the keyfleet library, 3 replicas b
     await everywhere('/notes', () => ({ headers: { authorization: `Bearer ${alice.token.slice(0, -4)}AAAA` } }), (reply) => {
       expect(reply.status).toBe(401);
     }, 3);
-    console.log(`[figures] notes-api cross-node: ${sent - before} requests through the balancer, every credential kind accepted by all 3 nodes with its role claim`);
+    console.log(`[figures] notes-api cross-node: ${sent - before} requests through the balancer, every credential kind accepted by all 3 nodes with its role claim; the app's session data written on each of them`);
   });
 
   it('reads on every node the notes written on one, per user, and deletes them everywhere', async () => {
@@ -185,6 +191,18 @@ describe('examples/notes-api: an app built on the keyfleet library, 3 replicas b
     }, { timeoutMs: 10_000, what: 'a login with the new signing and encryption keys' });
     if (stale.length > 0) console.log(`[figures] notes-api rotation: ${Date.now() - rotatedAt} ms after rotate returned, ${stale.length} login(s) still minted with an old key: ${stale.join('; ')}`);
     await everywhere('/whoami', () => ({ headers: credentialHeaders('token', fresh) }), (reply) => expect(reply.status).toBe(200), 3);
+  });
+
+  it('refreshes a token at keyfleet\'s /token/refresh on another node, the role claim kept', async () => {
+    const first = await call('/login', json('POST', { username: 'alice', password: 'alice-password' }, {}));
+    expect(first.status).toBe(200);
+    expect(first.body.refreshToken).toEqual(expect.any(String));
+    const refreshed = await call('/token/refresh', json('POST', { refreshToken: first.body.refreshToken }, {}));
+    expect(refreshed.status, JSON.stringify(refreshed.body)).toBe(200);
+    await everywhere('/whoami', () => ({ headers: { authorization: `Bearer ${refreshed.body.token}` } }), (reply) => {
+      expect(reply.status).toBe(200);
+      expect(reply.body).toMatchObject({ user: 'alice', via: 'token', role: 'editor' });
+    }, 3);
   });
 
   it('refuses on every node a token whose key `keyfleet revoke` revoked', async () => {

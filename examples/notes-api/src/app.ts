@@ -4,6 +4,14 @@ import type { NoteClaims } from './claims.js';
 import { MAX_NOTE_LENGTH, type NotesStore } from './notes.js';
 import type { UserStore } from './users.js';
 
+// The app's own data in the `sid` session (keyfleet's session store in Redis, the cookie
+// signed with the ring's rotating keys), beside what keyfleet keeps there.
+declare module 'express-session' {
+  interface SessionData {
+    whoami?: { count: number; nodes: string[] };
+  }
+}
+
 export interface AppDeps {
   kf: Keyfleet<NoteClaims>;
   users: UserStore;
@@ -33,9 +41,18 @@ export function createApp({ kf, users, notes }: AppDeps): express.Express {
     res.json(await kf.login(req, res, { user: user.name, claims: { role: user.role } }));
   });
 
-  app.get('/whoami', kf.requireUser(), (req, res) => {
+  // `session: 'load'`: with a `sid`, express-session loads the session and saves what the
+  // route changes; a request by token or `auth` cookie still never waits on Redis.
+  app.get('/whoami', kf.requireUser({ session: 'load' }), (req, res) => {
     const { user, via, claims } = kf.principal(req)!;
-    res.json({ user, via, role: claims.role, claims, node: kf.nodeId });
+    let session: { count: number; nodes: string[] } | undefined;
+    if (via === 'session') {
+      session = req.session.whoami ?? { count: 0, nodes: [] };
+      session.count++;
+      if (!session.nodes.includes(kf.nodeId)) session.nodes.push(kf.nodeId);
+      req.session.whoami = session;
+    }
+    res.json({ user, via, role: claims.role, claims, node: kf.nodeId, ...(session ? { session } : {}) });
   });
 
   app.get('/notes', kf.requireUser(), async (req, res) => {
