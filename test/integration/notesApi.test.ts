@@ -154,13 +154,13 @@ describe('examples/notes-api: an app built on the keyfleet library, 3 replicas b
     const before = await login(stack.url, ...ALICE);
     const oldKid = kidOf(before.token);
     const traffic = startNotesTraffic(stack.url, 3);
-    await waitFor(() => traffic.report.sent >= 60, 'traffic before the rotation');
+    await waitUntil(() => traffic.report.sent >= 60, { timeoutMs: 60_000, what: 'traffic before the rotation' });
     const started = Date.now();
     const outputs: string[] = [];
     for (let round = 0; round < 3; round++) {
       // Traffic between rotations, so credentials minted with each generation meet every node.
       const sent = traffic.report.sent;
-      await waitFor(() => traffic.report.sent >= sent + 40, 'traffic between rotations');
+      await waitUntil(() => traffic.report.sent >= sent + 40, { timeoutMs: 60_000, what: 'traffic between rotations' });
       const rotated = await stack.cli(['rotate', '--purpose', 'all']);
       expect(rotated.exitCode, rotated.stdout + rotated.stderr).toBe(0);
       outputs.push(rotated.stdout);
@@ -169,7 +169,7 @@ describe('examples/notes-api: an app built on the keyfleet library, 3 replicas b
     // Credentials minted before and after the rotations, on every node.
     const rotatedAt = Date.now();
     const sentAtRotation = traffic.report.sent;
-    await waitFor(() => traffic.report.sent >= sentAtRotation + 150, 'traffic after the rotation');
+    await waitUntil(() => traffic.report.sent >= sentAtRotation + 150, { timeoutMs: 60_000, what: 'traffic after the rotation' });
     const report = await traffic.stop();
     for (const line of outputs.join('\n').split('\n').filter((text) => / rotated to /.test(text))) console.log(`[figures] notes-api rotate: ${line.trim()}`);
     console.log(
@@ -248,14 +248,6 @@ describe('examples/notes-api: an app built on the keyfleet library, 3 replicas b
   });
 
 });
-
-async function waitFor(condition: () => boolean, what: string, timeoutMs = 60_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-}
 
 interface NotesTrafficReport {
   sent: number;
