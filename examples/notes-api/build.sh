@@ -17,7 +17,7 @@ BASE_IMAGE=${BASE_IMAGE:-$(grep -s '^BASE_IMAGE=' .env | cut -d= -f2 || true)}
 BASE_IMAGE=${BASE_IMAGE:-debian:trixie-slim}
 SRC=examples/notes-api
 STAGE=build/notes-api
-NPM_FLAGS=(--prefer-offline --no-audit --no-fund --loglevel=error)
+NPM_FLAGS=(--no-audit --no-fund --loglevel=error)
 
 # 1. keyfleet as its users get it: `npm pack` of the repository (compiled first if needed),
 # or the tarball KEYFLEET_TGZ names (another version of keyfleet).
@@ -50,21 +50,26 @@ say "installing keyfleet from its tarball into $STAGE and compiling the app"
 rm -rf "$STAGE/src" "$STAGE/dist"
 mkdir -p "$STAGE"
 cp -r "$SRC"/{package.json,package-lock.json,tsconfig.json,users.json,Dockerfile,src} "$STAGE/"
-# The lock file pins every registry package. keyfleet itself is the tarball just packed, whose
-# dependencies may have changed since the lock was written: its entry is dropped, so npm reads
-# the tarball's own package.json and adds what it needs (and does not install whatever its
-# cache holds under the integrity recorded for an older tarball).
-node -e '
-  const fs = require("fs"), file = process.argv[1], lock = JSON.parse(fs.readFileSync(file, "utf8"));
-  delete lock.packages["node_modules/keyfleet"];
-  fs.writeFileSync(file, JSON.stringify(lock, null, 2) + "\n");
-' "$STAGE/package-lock.json"
+# The lock file pins every registry package, so `npm ci --offline` needs nothing but npm's
+# cache. Its keyfleet entry has no integrity on purpose (npm would otherwise install whatever
+# its cache holds under that hash, not the tarball just packed). When keyfleet's dependencies
+# have changed since the lock was written (`npm ls` finds one missing), the entry is dropped
+# and `npm install` reads the tarball's package.json afresh, the rest still pinned.
 (
   cd "$STAGE"
   rm -rf node_modules
-  npm install "${NPM_FLAGS[@]}" >/dev/null
+  if ! { npm ci --offline "${NPM_FLAGS[@]}" >/dev/null 2>&1 && npm ls --all --omit=dev >/dev/null 2>&1; }; then
+    say "keyfleet's dependencies differ from package-lock.json: installing them afresh (refresh the example's lock file)"
+    node -e '
+      const fs = require("fs"), lock = JSON.parse(fs.readFileSync("package-lock.json", "utf8"));
+      delete lock.packages["node_modules/keyfleet"];
+      fs.writeFileSync("package-lock.json", JSON.stringify(lock, null, 2) + "\n");
+    '
+    rm -rf node_modules
+    npm install --prefer-offline "${NPM_FLAGS[@]}" >/dev/null
+  fi
   ./node_modules/.bin/tsc -p .
-  npm prune --omit=dev "${NPM_FLAGS[@]}" >/dev/null
+  npm prune --omit=dev --offline "${NPM_FLAGS[@]}" >/dev/null
 )
 
 # 4. The image.
