@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Prepares a machine to run keyfleet: Docker Engine, Compose v2, base images, the master key,
-# npm dependencies, the compiled app, the three images and those of the two example resource
-# servers. Idempotent: every step checks before it acts, so a second run only verifies.
+# npm dependencies, the compiled app, the three images and those of the examples (two resource
+# servers, the notes API). Idempotent: every step checks before it acts, so a second run only verifies.
 # `npm run demo` and `npm test` call it.
 #
 #   scripts/bootstrap.sh            everything
@@ -239,6 +239,9 @@ build_images() {
   docker build -q --build-arg "BASE_IMAGE=$BASE_IMAGE" -t "keyfleet/prometheus:$tag" prometheus >/dev/null
   docker build -q --build-arg "BASE_IMAGE=$BASE_IMAGE" -t "keyfleet/resource-server:$tag" build/resource-server >/dev/null
   docker build -q --build-arg "BASE_IMAGE=$BASE_IMAGE" -t "keyfleet/resource-server-python:$tag" examples/resource-server-python >/dev/null
+  # An app of somebody else's on the keyfleet library (npm run demo -- --app examples/notes-api):
+  # keyfleet packed and installed from its tarball, the app compiled, its image built.
+  bash examples/notes-api/build.sh
 }
 
 ensure_docker

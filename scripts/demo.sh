@@ -3,6 +3,10 @@
 #   npm run demo                 3 app nodes
 #   npm run demo -- --scale 5    5 app nodes
 #   npm run demo -- --broken     the web-farm bug keyfleet ends: each node with its own keys
+#   npm run demo -- --app examples/notes-api
+#                                an app built on keyfleet as a library instead of the demo node:
+#                                its build.sh makes its image, its compose.*.yaml swaps the `app`
+#                                service's image, and its tour.sh shows it around
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -15,11 +19,21 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --scale) scale=$2; shift 2 ;;
     --broken) KEYRING_MODE=local; shift ;;
-    *) echo "demo: unknown option $1 (try --scale N, --broken)" >&2; exit 2 ;;
+    --app) app=${2%/}; shift 2 ;;
+    *) echo "demo: unknown option $1 (try --scale N, --broken, --app DIR)" >&2; exit 2 ;;
   esac
 done
 
 bash scripts/bootstrap.sh
+if [ -n "${app:-}" ]; then
+  overrides=("$app"/compose.*.yaml)
+  if [ ! -f "$app/build.sh" ] || [ ! -f "${overrides[0]}" ]; then
+    echo "demo: --app $app needs $app/build.sh and one $app/compose.<name>.yaml" >&2; exit 2
+  fi
+  bash "$app/build.sh"
+  # Every docker compose command below (and the ones the tour prints) then uses both files.
+  export COMPOSE_FILE="compose.yaml:${overrides[0]}"
+fi
 # Compose recreates the app nodes when KEYRING_MODE changes between runs.
 docker compose up -d --scale "app=$scale"
 if [ "$KEYRING_MODE" = local ]; then
@@ -30,7 +44,7 @@ A login made on one node is refused by the others: watch the /me calls below fla
 200 and 401 as the balancer moves you. Run `npm run demo` again for the fix: one key ring.
 BROKEN
 fi
-port=$(grep -s '^LB_PORT=' .env | cut -d= -f2 || true); port=${port:-8080}
+port=${LB_PORT:-$(grep -s '^LB_PORT=' .env | cut -d= -f2 || true)}; port=${port:-8080}
 base="http://127.0.0.1:$port"
 
 printf 'waiting for %s nodes behind the balancer' "$scale"
@@ -42,6 +56,11 @@ for _ in $(seq 1 120); do
   printf '.'; sleep 0.5
 done
 echo " ${#seen[@]} up: ${!seen[*]}"
+
+if [ -n "${app:-}" ]; then
+  if [ -f "$app/tour.sh" ]; then bash "$app/tour.sh" "$base" "$scale"; else echo "$app is up behind $base: see $app/README.md"; fi
+  exit 0
+fi
 
 token=$(curl -s -H 'content-type: application/json' -d '{"username":"demo","password":"demo-password"}' "$base/login" |
   node -pe 'JSON.parse(require("fs").readFileSync(0, "utf8")).token')
