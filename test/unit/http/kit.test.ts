@@ -8,6 +8,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { MAX_CLAIMS_BYTES } from '../../../app/src/auth/appClaims.js';
 import { createKit } from '../../../app/src/http/kit.js';
 import { caught, loadedHolder, silentLog, T0 } from '../support/ring.js';
+import { KIT_DEFAULTS } from '../support/app.js';
 
 // The request side of the library (http/kit.ts) as an app uses it: its own login route calls
 // login() with the app's claims, its routes are guarded by requireUser()/authenticate(), and
@@ -51,11 +52,7 @@ async function start() {
   const ringState = await loadedHolder(T0);
   const sessions = fakeSessions();
   const kit = createKit<z.infer<typeof Role>>({
-    nodeId: 'node-1',
-    tokenTtlMs: 15 * 60_000,
-    sessionTtlMs: 8 * 3_600_000,
-    clockSkewMs: 30_000,
-    trustProxy: false,
+    ...KIT_DEFAULTS,
     holder: ringState.holder,
     session: sessions.handler,
     clock: ringState.clock,
@@ -135,11 +132,7 @@ describe('the library: login() and the claims it carries', () => {
   it('refuses a credential whose claims no longer fit the schema (401 ERR_CLAIMS_REJECTED)', async () => {
     const ringState = await loadedHolder(T0);
     const deps = {
-      nodeId: 'node-1',
-      tokenTtlMs: 15 * 60_000,
-      sessionTtlMs: 8 * 3_600_000,
-      clockSkewMs: 30_000,
-      trustProxy: false,
+      ...KIT_DEFAULTS,
       holder: ringState.holder,
       session: fakeSessions().handler,
       clock: ringState.clock,

@@ -2,7 +2,7 @@ import type { AddressInfo } from 'node:net';
 import session from 'express-session';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { hashPassword, parsePasswordHash } from '../../../app/src/auth/password.js';
-import { createApp } from '../support/app.js';
+import { createApp, KIT_DEFAULTS } from '../support/app.js';
 import { loadedHolder, silentLog } from '../support/ring.js';
 
 // A node that cannot store the session (Redis away, or this node cut off from it) still logs
@@ -28,11 +28,7 @@ describe('POST /login when the session cannot be stored', () => {
   beforeAll(async () => {
     const ringState = await loadedHolder(Date.now());
     const app = createApp({
-      nodeId: 'node-1',
-      tokenTtlMs: 15 * 60_000,
-      sessionTtlMs: 8 * 3_600_000,
-      clockSkewMs: 30_000,
-      trustProxy: false,
+      ...KIT_DEFAULTS,
       holder: ringState.holder,
       users: new Map([['demo', parsePasswordHash(await hashPassword('demo-password'))!]]),
       session: session({ name: 'sid', secret: ['a-test-secret'], store: new FailingStore(), resave: false, saveUninitialized: false }),

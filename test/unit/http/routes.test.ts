@@ -6,7 +6,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { sealAuthCookie } from '../../../app/src/auth/authCookie.js';
 import type { PasswordHash } from '../../../app/src/auth/password.js';
 import { mintAccessToken } from '../../../app/src/auth/tokens.js';
-import { createApp } from '../support/app.js';
+import { createApp, KIT_DEFAULTS } from '../support/app.js';
 import type { DashboardMode, DashboardSource } from '../../../app/src/http/dashboard.js';
 import { unavailable } from '../../../app/src/lib/errors.js';
 import { loadedHolder, silentLog, T0 } from '../support/ring.js';
@@ -50,11 +50,7 @@ async function start(options: { dashboard?: DashboardMode; dashboardToken?: stri
     ...options.source,
   };
   const app = createApp({
-    nodeId: 'node-1',
-    tokenTtlMs: 15 * 60_000,
-    sessionTtlMs: 8 * 3_600_000,
-    clockSkewMs: 30_000,
-    trustProxy: false,
+    ...KIT_DEFAULTS,
     holder: ringState.holder,
     users: new Map([['demo', {} as PasswordHash], ['alice', {} as PasswordHash]]),
     session: sessions.handler,

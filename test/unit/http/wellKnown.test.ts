@@ -7,7 +7,7 @@ import { configureIssuer } from '../../../app/src/auth/claims.js';
 import { hashPassword, type PasswordHash } from '../../../app/src/auth/password.js';
 import { parsePasswordHash } from '../../../app/src/auth/password.js';
 import { jwksMaxAgeSeconds } from '../../../app/src/http/kit.js';
-import { createApp } from '../support/app.js';
+import { createApp, KIT_DEFAULTS } from '../support/app.js';
 import { generateKey } from '../../../app/src/keyring/generate.js';
 import { activeKey, revoke, stage } from '../../../app/src/keyring/lifecycle.js';
 import { LIFETIMES, loadedHolder, silentLog, T0 } from '../support/ring.js';
@@ -36,11 +36,7 @@ const noSessions: RequestHandler = (req, _res, next) => {
 async function start(options: { jwksPrepublishMs?: number; publicIssuer?: string; audiences?: string[] } = {}) {
   const ringState = await loadedHolder(T0);
   const app = createApp({
-    nodeId: 'node-1',
-    tokenTtlMs: 15 * 60_000,
-    sessionTtlMs: 8 * 3_600_000,
-    clockSkewMs: 30_000,
-    trustProxy: false,
+    ...KIT_DEFAULTS,
     holder: ringState.holder,
     users: new Map([['demo', demoHash]]),
     session: noSessions,

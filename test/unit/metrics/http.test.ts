@@ -2,7 +2,7 @@ import type { AddressInfo } from 'node:net';
 import type { Server } from 'node:http';
 import { afterEach, describe, expect, it } from 'vitest';
 import { hashPassword, parsePasswordHash } from '../../../app/src/auth/password.js';
-import { createApp } from '../support/app.js';
+import { createApp, KIT_DEFAULTS } from '../support/app.js';
 import { NodeMetrics } from '../../../app/src/metrics/nodeMetrics.js';
 import { loginOutcome } from '../../../app/src/metrics/http.js';
 import { loadedHolder, silentLog, T0 } from '../support/ring.js';
@@ -20,11 +20,7 @@ async function start() {
   const state = await loadedHolder(T0);
   const metrics = new NodeMetrics({ nodeId: 'node-1', role: 'auto', rotationIntervalMs: 86_400_000, clock: state.clock, defaultMetrics: false });
   const app = createApp({
-    nodeId: 'node-1',
-    tokenTtlMs: 15 * 60_000,
-    sessionTtlMs: 8 * 3_600_000,
-    clockSkewMs: 30_000,
-    trustProxy: false,
+    ...KIT_DEFAULTS,
     holder: state.holder,
     users: new Map([['demo', parsePasswordHash(await hashPassword('demo-password'))!]]),
     session: (req, _res, next) => {
