@@ -162,7 +162,10 @@ async function command(redis: Redis, body: Parameters<typeof sendCommand>[1], ti
   if (!last) fail('ERR_NO_REPLY', `the primary did not answer within ${timeoutMs} ms`);
   // The primary's code, when this CLI knows it (a node of another version may send others).
   if (last.type === 'error') fail(isErrorCode(last.code) ? last.code : 'ERR_OTHER', last.message);
-  return last.type === 'result' ? last.data : undefined;
+  // Progress, then silence: the primary died or lost its lease mid-command (found by the
+  // nemesis: the CLI then crashed on the missing result). What it did is in the ring.
+  if (last.type !== 'result') fail('ERR_NO_REPLY', `the primary stopped answering after ${timeoutMs} ms of silence, before the end; run \`keyfleet status\` to see where the change stands, then run the command again`);
+  return last.data;
 }
 
 /** What the primary answers for each purpose of a `rotate` (sent as JSON). */
