@@ -67,7 +67,8 @@ export class KeyfleetNode {
     // for minutes after the route came back: every command timed out, no heartbeat, no
     // session (found by the nemesis). `commands` blocks at most 1 s (BLPOP), `sub` waits idle.
     this.redis = connectRedis(config.redis, 'main', { socketTimeout: 5_000 });
-    this.subscriber = connectRedis(config.redis, 'sub', { maxRetriesPerRequest: null, commandTimeout: undefined });
+    // The subscriber too: the ring holder pings it, so a route that died silently is noticed.
+    this.subscriber = connectRedis(config.redis, 'sub', { maxRetriesPerRequest: null, commandTimeout: undefined, socketTimeout: 5_000 });
     this.commandRedis = connectRedis(config.redis, 'commands', { commandTimeout: undefined, lazyConnect: true, socketTimeout: 5_000 });
     for (const [name, client] of [['main', this.redis], ['sub', this.subscriber], ['commands', this.commandRedis]] as const) {
       client.on('error', (error: Error) => log.debug({ connection: name, err: error.message }, 'redis connection error'));

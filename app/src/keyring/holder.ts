@@ -80,7 +80,17 @@ export class RingHolder extends EventEmitter<{ change: [RingSnapshot]; alarm: [R
   private following: Promise<RingSnapshot | undefined> | undefined;
   private lastUnknownKidReload = Number.NEGATIVE_INFINITY;
   private timer: NodeJS.Timeout | undefined;
+  /** When Redis last answered on the subscriber's connection (subscribed, a message, a pong); -Infinity while it is down. */
+  private heardAt = Number.NEGATIVE_INFINITY;
+  /** Set by start(): from then on, being in sync also needs a subscription that answers. */
+  private listening = false;
+  private pingTimer: NodeJS.Timeout | undefined;
+  private pinging = false;
+  private readonly onSubscriberDown = () => {
+    this.heardAt = Number.NEGATIVE_INFINITY;
+  };
   private readonly onMessage = (channel: string, message: string) => {
+    this.heardAt = this.options.clock.now();
     if (channel !== redisKeys.ringChannel) return;
     // The message is the new version. Anything else (anyone with the password can publish) is
     // reported and skipped: the ring is only ever read authenticated, and the backstop reloads.
@@ -104,10 +114,19 @@ export class RingHolder extends EventEmitter<{ change: [RingSnapshot]; alarm: [R
    * for by every activation: a kid it does not know is forged, deleted or revoked. A node
    * cut off from Redis for longer may have been left out of a rotation; it cannot tell a new
    * key from a forged one and must let another node answer (resolveVerifier).
+   *
+   * Heartbeats prove the main connection; announcements come on the subscriber's, which can
+   * die alone (a route cut and restored: no reset, the socket stays "ready" and deaf). A deaf
+   * node kept counting itself in sync and refused, with 401, credentials of a key activated
+   * at once (a revoked active key's replacement) until its periodic reload (found by the
+   * nemesis). So the subscriber is pinged, and must have answered within `currentForMs` too.
    */
   get inSync(): boolean {
     if (this.fixed) return true;
-    return this.options.clock.now() - this.confirmedAt < (this.options.currentForMs ?? 2_500);
+    const now = this.options.clock.now();
+    const currentFor = this.options.currentForMs ?? 2_500;
+    if (this.listening && now - this.heardAt >= currentFor) return false;
+    return now - this.confirmedAt < currentFor;
   }
 
   /** Records a heartbeat Redis acknowledged, with the time it was sent. */
@@ -142,15 +161,38 @@ export class RingHolder extends EventEmitter<{ change: [RingSnapshot]; alarm: [R
     subscriber.on('message', this.onMessage);
     // After a reconnection ioredis resubscribes; a reload covers what was missed meanwhile.
     subscriber.on('ready', () => void this.reload('resubscribed').catch(() => undefined));
+    for (const event of ['close', 'reconnecting', 'end']) subscriber.on(event, this.onSubscriberDown);
     await subscribeWhenReady(subscriber, redisKeys.ringChannel);
+    this.heardAt = this.options.clock.now();
+    this.listening = true;
     await this.reload('start', { throwOnError: true });
     this.timer = setInterval(() => void this.reloadIfChanged().catch(() => undefined), reloadIntervalMs);
     this.timer.unref();
+    // A PING (allowed while subscribed) a few times per liveness window; a connection with
+    // a socket timeout is also dropped and made again when the PING gets no answer.
+    const pingEvery = Math.max(50, Math.floor((this.options.currentForMs ?? 2_500) / 4));
+    this.pingTimer = setInterval(() => this.ping(), pingEvery);
+    this.pingTimer.unref();
+  }
+
+  private ping(): void {
+    const { subscriber, clock } = this.options;
+    if (this.pinging || subscriber.status !== 'ready') return;
+    this.pinging = true;
+    subscriber.ping().then(
+      () => {
+        this.pinging = false;
+        this.heardAt = clock.now();
+      },
+      () => (this.pinging = false),
+    );
   }
 
   stop(): void {
     if (this.timer) clearInterval(this.timer);
+    if (this.pingTimer) clearInterval(this.pingTimer);
     this.options.subscriber.off('message', this.onMessage);
+    for (const event of ['close', 'reconnecting', 'end']) this.options.subscriber.off(event, this.onSubscriberDown);
   }
 
   /** The periodic backstop: one cheap GET of the version, the document only if it moved. */

@@ -17,6 +17,7 @@ import {
   rotateKey,
   snapshotAt,
   T0,
+  silentLog,
 } from '../support/ring.js';
 
 describe('RingHolder.reload', () => {
@@ -255,7 +256,7 @@ describe('RingHolder: announcements', () => {
     const masterKey = newMasterKey();
     const store = new FakeStore(await buildRing(masterKey));
     store.masterKey = masterKey;
-    const subscriber = Object.assign(new EventEmitter(), { status: 'ready', subscribe: async () => 1 });
+    const subscriber = Object.assign(new EventEmitter(), { status: 'ready', subscribe: async () => 1, ping: async () => 'PONG' });
     const { log, lines } = capturedLog();
     const holder = new RingHolder({ store: store as never, subscriber: subscriber as never, masterKey, clock: new FakeClock(), log, reloadIntervalMs: 60_000 });
     await holder.start();
@@ -268,5 +269,43 @@ describe('RingHolder: announcements', () => {
     await settle();
     expect(store.reads).toBe(reads + 1);
     holder.stop();
+  });
+});
+
+describe('RingHolder: in sync needs a subscription that answers', () => {
+  it('stops counting itself in sync when its subscriber falls silent, though heartbeats go through', async () => {
+    const masterKey = newMasterKey();
+    const store = new FakeStore(await buildRing(masterKey));
+    store.masterKey = masterKey;
+    // A subscriber whose route died without a reset: "ready", its PINGs never answered.
+    let answer = true;
+    const unanswered: ((pong: string) => void)[] = [];
+    const pong = () => (answer ? Promise.resolve('PONG') : new Promise<string>((resolve) => unanswered.push(resolve)));
+    const subscriber = Object.assign(new EventEmitter(), { status: 'ready', subscribe: async () => 1, ping: () => pong() });
+    const clock = new FakeClock();
+    const currentForMs = 1_000;
+    const holder = new RingHolder({ store: store as never, subscriber: subscriber as never, masterKey, clock, log: silentLog, reloadIntervalMs: 60_000, currentForMs });
+    await holder.start();
+    try {
+      holder.markCurrent(clock.now());
+      expect(holder.inSync).toBe(true);
+      // Heartbeats keep going through (the main connection), the subscriber says nothing.
+      answer = false;
+      clock.advance(currentForMs);
+      holder.markCurrent(clock.now());
+      expect(holder.inSync).toBe(false);
+      // Any word from Redis on that connection (a message, or a pong) brings it back.
+      subscriber.emit('message', redisKeys.ringChannel, String(holder.current!.version));
+      expect(holder.inSync).toBe(true);
+      // A connection known to be down is not waited for.
+      subscriber.emit('close');
+      expect(holder.inSync).toBe(false);
+      // Back: ioredis sends the unanswered PING again on the new connection, and it is answered.
+      answer = true;
+      for (const resolve of unanswered.splice(0)) resolve('PONG');
+      await expect.poll(() => holder.inSync, { timeout: 2_000 }).toBe(true);
+    } finally {
+      holder.stop();
+    }
   });
 });
