@@ -17,7 +17,7 @@ import { KeyfleetNode } from './node.js';
 /** The node's configuration as parsed from the environment (config/index.ts). */
 export type KeyfleetConfig = Config;
 
-export interface KeyfleetOptions<C extends Claims = Claims> {
+export interface KeyfleetOptions<C extends object = Claims> {
   /** Where configuration is read from (REDIS_URL, KEYRING_MASTER_KEY, TOKEN_TTL…). Default `process.env`. */
   env?: Record<string, string | undefined>;
   /** Overrides of the parsed configuration (programmatic use, tests). */
@@ -38,7 +38,7 @@ export interface ServeOptions {
   signals?: boolean;
 }
 
-export interface Keyfleet<C extends Claims = Claims> extends KeyfleetHttp<C> {
+export interface Keyfleet<C extends object = Claims> extends KeyfleetHttp<C> {
   /** The parsed configuration. */
   readonly config: Readonly<KeyfleetConfig>;
   /** The node's logger (pino). */
@@ -73,12 +73,13 @@ export interface Keyfleet<C extends Claims = Claims> extends KeyfleetHttp<C> {
  * ConfigError naming every bad variable, before opening anything; then opens the node's
  * Redis connections. start() loads the ring and starts the duties.
  */
-export function createKeyfleet<C extends Claims = Claims>(options: KeyfleetOptions<C> = {}): Keyfleet<C> {
+export function createKeyfleet<C extends object = Claims>(options: KeyfleetOptions<C> = {}): Keyfleet<C> {
   const config: Config = { ...loadConfig(options.env ?? process.env), ...options.config };
   const log = options.logger ?? createLogger(config.logLevel, config.nodeId);
   log.info({ role: config.nodeRole, redis: describeTarget(config.redis), port: config.port }, 'starting');
   const node = new KeyfleetNode(config, log, systemClock, {
-    ...(options.claims ? { claims: options.claims } : {}),
+    // Any object type reads back as Claims at run time: the schema only narrows it for the app.
+    ...(options.claims ? { claims: options.claims as ClaimsSchema } : {}),
     ...(options.userExists ? { userExists: options.userExists } : {}),
   });
   const http = node.http as KeyfleetHttp<C>;
