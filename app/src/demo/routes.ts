@@ -7,6 +7,15 @@ import { renderPage } from './page.js';
 // POST /login against the USERS directory with the login throttle, GET /me, and the page at
 // `/` with its visit counter kept in the session.
 
+// The demo's own data in the `sid` session, beside what keyfleet keeps there (user, loginAt,
+// claims): page views counted, and the nodes that served them.
+declare module 'express-session' {
+  interface SessionData {
+    visits?: number;
+    nodesSeen?: string[];
+  }
+}
+
 export interface DemoOptions {
   /** The accounts POST /login accepts (USERS). */
   users: UserDirectory;
@@ -72,8 +81,8 @@ function countVisit(req: Request, nodeId: string): void {
   req.session.nodesSeen = [...seen];
 }
 
-/** The visit counter, when this request's session belongs to the caller (never for tokens). */
+/** The visit counter, when this request's session belongs to the caller (never for tokens); 0 before the first page view. */
 function sessionView(req: Request, principal: Principal): { visits?: number; nodesSeen?: string[] } {
   if (principal.via === 'token' || req.session?.user !== principal.user) return {};
-  return { visits: req.session.visits, nodesSeen: req.session.nodesSeen };
+  return { visits: req.session.visits ?? 0, nodesSeen: req.session.nodesSeen ?? [] };
 }
