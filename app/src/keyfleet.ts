@@ -1,5 +1,6 @@
 import { once } from 'node:events';
 import type { Server } from 'node:http';
+import type { Redis } from 'ioredis';
 import type { Registry } from 'prom-client';
 import type { Claims, ClaimsSchema } from './auth/appClaims.js';
 import type { LoginThrottle } from './auth/throttle.js';
@@ -49,6 +50,14 @@ export interface Keyfleet<C extends object = Claims> extends KeyfleetHttp<C> {
   readonly ringVersion: number | null;
   /** Prometheus registry of this node's metrics (served on METRICS_PORT by serve()). */
   readonly metrics: Registry;
+  /**
+   * The node's Redis connection (ioredis), for the app's own data: the same server, user and
+   * reconnection as keyfleet's, commands failing within ~2 s while Redis is away (an error
+   * that isRedisUnavailable() recognises, answered 503 by errorHandler()). The nodes' ACL user
+   * may only touch `keyfleet:*` keys: keep the app's under `appKey(app, …)`
+   * (`keyfleet:app:<app>:…`). Do not disconnect it (stop() does), SUBSCRIBE on it or block on it.
+   */
+  readonly redis: Redis;
   /** Failed-login counters shared by every node (LOGIN_THROTTLE_*): admit() before checking a password, succeeded() after. */
   readonly loginThrottle: LoginThrottle;
   /**
@@ -130,6 +139,9 @@ export function createKeyfleet<C extends object = Claims>(options: KeyfleetOptio
     },
     metrics: node.metrics.registry,
     loginThrottle: node.throttle,
+    get redis() {
+      return node.redis;
+    },
     start: () => node.start(),
     drain: () => node.drain(),
     stop,

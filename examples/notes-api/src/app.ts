@@ -1,5 +1,5 @@
 import express, { type ErrorRequestHandler } from 'express';
-import type { Keyfleet } from 'keyfleet';
+import { isRedisUnavailable, type Keyfleet } from 'keyfleet';
 import type { NoteClaims } from './claims.js';
 import { MAX_NOTE_LENGTH, type NotesStore } from './notes.js';
 import type { UserStore } from './users.js';
@@ -93,8 +93,9 @@ export function createApp({ kf, users, notes }: AppDeps): express.Express {
 
   app.use(kf.notFound());
   // The notes live in Redis: when it cannot be reached, 503 (HAProxy tries a GET on another node).
+  // (kf.errorHandler() alone would answer 503 ERR_REDIS_UNAVAILABLE; this app names its own code.)
   const redisDown: ErrorRequestHandler = (error, _req, res, next) => {
-    if (error instanceof Error && /Connection is closed|ECONNREFUSED|max retries|Command timed out/i.test(error.message)) {
+    if (isRedisUnavailable(error)) {
       res.status(503).json({ error: 'notes are unavailable right now', code: 'ERR_NOTES_UNAVAILABLE' });
       return;
     }
