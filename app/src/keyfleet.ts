@@ -58,7 +58,11 @@ export interface Keyfleet<C extends object = Claims> extends KeyfleetHttp<C> {
    * (`keyfleet:app:<app>:…`). Do not disconnect it (stop() does), SUBSCRIBE on it or block on it.
    */
   readonly redis: Redis;
-  /** Failed-login counters shared by every node (LOGIN_THROTTLE_*): admit() before checking a password, succeeded() after. */
+  /**
+   * Failed-login counters shared by every node (LOGIN_*): guard(username, address, check)
+   * around the app's password check, or admit() before it and failed(ticket) or
+   * succeeded(ticket) after.
+   */
   readonly loginThrottle: LoginThrottle;
   /**
    * Loads the ring (a wrong master key throws ERR_MASTER_KEY_MISMATCH), then runs the node's

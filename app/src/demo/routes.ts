@@ -20,7 +20,7 @@ export interface DemoOptions {
   /** The accounts POST /login accepts (USERS). */
   users: UserDirectory;
   /** Failed-login counters shared by every node; absent: no throttling. */
-  throttle?: Pick<LoginThrottle, 'admit' | 'succeeded'>;
+  throttle?: Pick<LoginThrottle, 'guard'>;
   /** Whether the page links to /dashboard (DASHBOARD is not off). */
   dashboard?: boolean;
 }
@@ -41,10 +41,11 @@ export function demoRoutes(kf: DemoKeyfleet, { users, throttle, dashboard = fals
     if (!parsed.success) throw new KeyfleetError('ERR_BAD_LOGIN_BODY', 'expected JSON {"username","password"} and optionally "audience"');
     const { username, password, audience } = parsed.data;
     kf.checkAudience(audience);
-    // Counted before the password is checked: over a limit, no scrypt work at all.
-    const ticket = await throttle?.admit(username, req.ip ?? 'unknown');
-    if (!(await checkPassword(users, username, password))) throw new KeyfleetError('ERR_BAD_CREDENTIALS', 'wrong username or password');
-    await throttle?.succeeded(ticket);
+    // Admitted before the password is checked (over a limit: 429, no scrypt work at all); a
+    // wrong password is then counted as a failure, a right one is not.
+    const check = () => checkPassword(users, username, password);
+    const right = throttle ? await throttle.guard(username, req.ip ?? 'unknown', check) : await check();
+    if (!right) throw new KeyfleetError('ERR_BAD_CREDENTIALS', 'wrong username or password');
     res.json(await kf.login(req, res, { user: username, ...(audience ? { audience } : {}) }));
   });
 

@@ -29,15 +29,13 @@ export function createApp({ kf, users, notes }: AppDeps): express.Express {
 
   app.post('/login', express.json({ limit: '4kb' }), async (req, res) => {
     const { username, password } = (req.body ?? {}) as { username?: unknown; password?: unknown };
-    // keyfleet's throttle, shared by every node: counts the attempt first (429 with Retry-After
-    // when an account or address has failed too often), and takes it back after a success.
-    const ticket = await kf.loginThrottle.admit(String(username ?? ''), req.ip ?? 'unknown');
-    const user = await users.check(username, password);
+    // keyfleet's throttle, shared by every node: admits the attempt first (429 with Retry-After
+    // when an account or address has failed too often), then counts a wrong password as a failure.
+    const user = await kf.loginThrottle.guard(String(username ?? ''), req.ip ?? 'unknown', () => users.check(username, password));
     if (!user) {
       res.status(401).json({ error: 'wrong username or password', code: 'ERR_BAD_CREDENTIALS' });
       return;
     }
-    await kf.loginThrottle.succeeded(ticket);
     res.json(await kf.login(req, res, { user: user.name, claims: { role: user.role } }));
   });
 
