@@ -17,6 +17,10 @@ export { SESSION_COOKIE } from './auth/session.js';
 export { ConfigError, KeyfleetError } from './lib/errors.js';
 export { ERRORS, exitCodeOf, isErrorCode, type ErrorCode, type ErrorSpec } from './lib/errorCodes.js';
 export { TooManyAttempts } from './auth/throttle.js';
+export { isRedisUnavailable, REDIS_UNAVAILABLE_CODES } from './lib/redisUnavailable.js';
+
+// The app's own data in keyfleet's Redis (kf.redis): keys under keyfleet:app:<app>:.
+export { appKey, APP_KEY_PREFIX } from './lib/appKey.js';
 
 // For an app's own login route: passwords (scrypt, the USERS format) and the login throttle.
 export { checkPassword, type UserDirectory } from './auth/users.js';

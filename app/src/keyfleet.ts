@@ -1,5 +1,6 @@
 import { once } from 'node:events';
 import type { Server } from 'node:http';
+import type { Redis } from 'ioredis';
 import type { Registry } from 'prom-client';
 import type { Claims, ClaimsSchema } from './auth/appClaims.js';
 import type { LoginThrottle } from './auth/throttle.js';
@@ -17,7 +18,7 @@ import { KeyfleetNode } from './node.js';
 /** The node's configuration as parsed from the environment (config/index.ts). */
 export type KeyfleetConfig = Config;
 
-export interface KeyfleetOptions<C extends Claims = Claims> {
+export interface KeyfleetOptions<C extends object = Claims> {
   /** Where configuration is read from (REDIS_URL, KEYRING_MASTER_KEY, TOKEN_TTL…). Default `process.env`. */
   env?: Record<string, string | undefined>;
   /** Overrides of the parsed configuration (programmatic use, tests). */
@@ -38,7 +39,7 @@ export interface ServeOptions {
   signals?: boolean;
 }
 
-export interface Keyfleet<C extends Claims = Claims> extends KeyfleetHttp<C> {
+export interface Keyfleet<C extends object = Claims> extends KeyfleetHttp<C> {
   /** The parsed configuration. */
   readonly config: Readonly<KeyfleetConfig>;
   /** The node's logger (pino). */
@@ -49,7 +50,19 @@ export interface Keyfleet<C extends Claims = Claims> extends KeyfleetHttp<C> {
   readonly ringVersion: number | null;
   /** Prometheus registry of this node's metrics (served on METRICS_PORT by serve()). */
   readonly metrics: Registry;
-  /** Failed-login counters shared by every node (LOGIN_THROTTLE_*): admit() before checking a password, succeeded() after. */
+  /**
+   * The node's Redis connection (ioredis), for the app's own data: the same server, user and
+   * reconnection as keyfleet's, commands failing within ~2 s while Redis is away (an error
+   * that isRedisUnavailable() recognises, answered 503 by errorHandler()). The nodes' ACL user
+   * may only touch `keyfleet:*` keys: keep the app's under `appKey(app, …)`
+   * (`keyfleet:app:<app>:…`). Do not disconnect it (stop() does), SUBSCRIBE on it or block on it.
+   */
+  readonly redis: Redis;
+  /**
+   * Failed-login counters shared by every node (LOGIN_*): guard(username, address, check)
+   * around the app's password check, or admit() before it and failed(ticket) or
+   * succeeded(ticket) after.
+   */
   readonly loginThrottle: LoginThrottle;
   /**
    * Loads the ring (a wrong master key throws ERR_MASTER_KEY_MISMATCH), then runs the node's
@@ -73,12 +86,13 @@ export interface Keyfleet<C extends Claims = Claims> extends KeyfleetHttp<C> {
  * ConfigError naming every bad variable, before opening anything; then opens the node's
  * Redis connections. start() loads the ring and starts the duties.
  */
-export function createKeyfleet<C extends Claims = Claims>(options: KeyfleetOptions<C> = {}): Keyfleet<C> {
+export function createKeyfleet<C extends object = Claims>(options: KeyfleetOptions<C> = {}): Keyfleet<C> {
   const config: Config = { ...loadConfig(options.env ?? process.env), ...options.config };
   const log = options.logger ?? createLogger(config.logLevel, config.nodeId);
   log.info({ role: config.nodeRole, redis: describeTarget(config.redis), port: config.port }, 'starting');
   const node = new KeyfleetNode(config, log, systemClock, {
-    ...(options.claims ? { claims: options.claims } : {}),
+    // Any object type reads back as Claims at run time: the schema only narrows it for the app.
+    ...(options.claims ? { claims: options.claims as ClaimsSchema } : {}),
     ...(options.userExists ? { userExists: options.userExists } : {}),
   });
   const http = node.http as KeyfleetHttp<C>;
@@ -129,6 +143,9 @@ export function createKeyfleet<C extends Claims = Claims>(options: KeyfleetOptio
     },
     metrics: node.metrics.registry,
     loginThrottle: node.throttle,
+    get redis() {
+      return node.redis;
+    },
     start: () => node.start(),
     drain: () => node.drain(),
     stop,

@@ -136,7 +136,7 @@ export class KeyfleetNode {
       storeHorizonMs: config.refresh.absoluteMs + config.clockSkewMs,
       reloadIntervalMs: config.ringReloadIntervalMs,
     });
-    this.throttle = new LoginThrottle(this.redis, config.loginThrottle, log.child({ component: 'throttle' }));
+    this.throttle = new LoginThrottle(this.redis, config.loginThrottle, log.child({ component: 'throttle' }), clock);
     const users = config.users;
     this.http = createKit({
       nodeId: config.nodeId,

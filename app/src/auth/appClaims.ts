@@ -6,11 +6,15 @@ import { KeyfleetError } from '../lib/errors.js';
 // cookie's other header claims: credentials.ts) and in the `sid` session, and read back from
 // whichever credential authenticated the request, through the app's schema.
 
-/** An app's claims: a JSON object of its own names. */
+/** An app's claims: a JSON object of its own names (the default claims type). */
 export type Claims = Record<string, unknown>;
 
-/** What reads claims back typed: a zod schema, or anything with the same `parse`. */
-export interface ClaimsSchema<C extends Claims = Claims> {
+/**
+ * What reads claims back typed: a zod schema, or anything with the same `parse`. `C` may be
+ * any object type, an app's own `interface` included (an interface has no index signature,
+ * so it does not extend `Claims`); what it holds is checked at run time (checkAppClaims).
+ */
+export interface ClaimsSchema<C extends object = Claims> {
   parse(input: unknown): C;
 }
 
@@ -81,7 +85,7 @@ export function appClaimsOfHeader(header: Record<string, unknown>): Claims {
  * Reads claims back through the app's schema. A credential minted before the schema changed
  * may no longer fit it: that credential is refused (401), the user logs in again.
  */
-export function readAppClaims<C extends Claims>(claims: Claims, schema: ClaimsSchema<C> | undefined): C {
+export function readAppClaims<C extends object>(claims: Claims, schema: ClaimsSchema<C> | undefined): C {
   if (!schema) return claims as C;
   try {
     return schema.parse(claims);

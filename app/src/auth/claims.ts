@@ -23,7 +23,7 @@ export function configureIssuer(value: string = DEFAULT_ISSUER): void {
 }
 
 /** Who made a request, and by which credential: what authenticate() puts on `req.principal`. */
-export interface Principal<C extends Record<string, unknown> = Record<string, unknown>> {
+export interface Principal<C extends object = Record<string, unknown>> {
   user: string;
   via: 'token' | 'cookie' | 'session';
   /** The app's own claims, as minted by login() and read back through its claims schema (empty: none). */

@@ -19,9 +19,8 @@ declare module 'express-session' {
   interface SessionData {
     /** When the login that started this session was (ms): it ends SESSION_TTL later; logging out everywhere ends older ones. */
     loginAt?: number;
+    /** Who logged in (login()): a session is read as the caller's only when it names them. */
     user?: string;
-    visits?: number;
-    nodesSeen?: string[];
   }
 }
 

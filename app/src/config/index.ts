@@ -139,6 +139,7 @@ const schema = z.object({
   DASHBOARD_TOKEN: z.string().min(32, 'must be at least 32 characters (openssl rand -base64 32)').optional(),
   LOGIN_SLOWDOWN: duration('1s'),
   LOGIN_SLOWDOWN_MAX: duration('1m'),
+  LOGIN_PENDING_TTL: duration('30s'),
   DASHBOARD_USERS: z.string().default('').transform((text) => new Set(text.split(',').map((name) => name.trim()).filter(Boolean))),
   PUBLIC_ORIGINS: z
     .string()
@@ -240,6 +241,9 @@ export function loadConfig(env: Env = process.env): Config {
   if (unknownOperators.length > 0) {
     throw new ConfigError([`DASHBOARD_USERS: ${unknownOperators.join(', ')} not in USERS`]);
   }
+  if (c.LOGIN_PENDING_TTL < 1) {
+    throw new ConfigError(['LOGIN_PENDING_TTL: must be above 0 (how long a login in progress counts against the limits)']);
+  }
   if (c.LOGIN_SLOWDOWN < 1 || c.LOGIN_SLOWDOWN_MAX < c.LOGIN_SLOWDOWN) {
     throw new ConfigError(['LOGIN_SLOWDOWN, LOGIN_SLOWDOWN_MAX: the slow-down must be above 0 and its maximum at least as long']);
   }
@@ -287,6 +291,7 @@ export function loadConfig(env: Env = process.env): Config {
       windowMs: c.LOGIN_FAILURE_WINDOW,
       slowdownBaseMs: c.LOGIN_SLOWDOWN,
       slowdownMaxMs: c.LOGIN_SLOWDOWN_MAX,
+      pendingMs: c.LOGIN_PENDING_TTL,
     },
     trustProxy: c.TRUST_PROXY === 'true' ? true : c.TRUST_PROXY === 'false' ? false : c.TRUST_PROXY,
     logLevel: c.LOG_LEVEL,

@@ -7,11 +7,20 @@ import { renderPage } from './page.js';
 // POST /login against the USERS directory with the login throttle, GET /me, and the page at
 // `/` with its visit counter kept in the session.
 
+// The demo's own data in the `sid` session, beside what keyfleet keeps there (user, loginAt,
+// claims): page views counted, and the nodes that served them.
+declare module 'express-session' {
+  interface SessionData {
+    visits?: number;
+    nodesSeen?: string[];
+  }
+}
+
 export interface DemoOptions {
   /** The accounts POST /login accepts (USERS). */
   users: UserDirectory;
   /** Failed-login counters shared by every node; absent: no throttling. */
-  throttle?: Pick<LoginThrottle, 'admit' | 'succeeded'>;
+  throttle?: Pick<LoginThrottle, 'guard'>;
   /** Whether the page links to /dashboard (DASHBOARD is not off). */
   dashboard?: boolean;
 }
@@ -32,10 +41,11 @@ export function demoRoutes(kf: DemoKeyfleet, { users, throttle, dashboard = fals
     if (!parsed.success) throw new KeyfleetError('ERR_BAD_LOGIN_BODY', 'expected JSON {"username","password"} and optionally "audience"');
     const { username, password, audience } = parsed.data;
     kf.checkAudience(audience);
-    // Counted before the password is checked: over a limit, no scrypt work at all.
-    const ticket = await throttle?.admit(username, req.ip ?? 'unknown');
-    if (!(await checkPassword(users, username, password))) throw new KeyfleetError('ERR_BAD_CREDENTIALS', 'wrong username or password');
-    await throttle?.succeeded(ticket);
+    // Admitted before the password is checked (over a limit: 429, no scrypt work at all); a
+    // wrong password is then counted as a failure, a right one is not.
+    const check = () => checkPassword(users, username, password);
+    const right = throttle ? await throttle.guard(username, req.ip ?? 'unknown', check) : await check();
+    if (!right) throw new KeyfleetError('ERR_BAD_CREDENTIALS', 'wrong username or password');
     res.json(await kf.login(req, res, { user: username, ...(audience ? { audience } : {}) }));
   });
 
@@ -72,8 +82,8 @@ function countVisit(req: Request, nodeId: string): void {
   req.session.nodesSeen = [...seen];
 }
 
-/** The visit counter, when this request's session belongs to the caller (never for tokens). */
+/** The visit counter, when this request's session belongs to the caller (never for tokens); 0 before the first page view. */
 function sessionView(req: Request, principal: Principal): { visits?: number; nodesSeen?: string[] } {
   if (principal.via === 'token' || req.session?.user !== principal.user) return {};
-  return { visits: req.session.visits, nodesSeen: req.session.nodesSeen };
+  return { visits: req.session.visits ?? 0, nodesSeen: req.session.nodesSeen ?? [] };
 }

@@ -6,7 +6,7 @@ import { errorHandler, notFound } from './errors.js';
 import { authenticateMiddleware } from './identify.js';
 import { kitContext, type KitDeps } from './kitContext.js';
 import { kitRoutes } from './kitRoutes.js';
-import type { KeyfleetHttp } from './kitTypes.js';
+import type { KeyfleetHttp, LoginOptions } from './kitTypes.js';
 import { checkAudience, login } from './login.js';
 
 // The request side of keyfleet as a library: the kit's own routes (kitRoutes.ts), the
@@ -19,7 +19,7 @@ export type { AuthenticateOptions, KeyfleetHttp, LoginOptions, LoginResult, Rout
 export { jwksMaxAgeSeconds } from './kitRoutes.js';
 
 /** Builds the request side from its dependencies; never listens and never exits. */
-export function createKit<C extends Claims = Claims>(deps: KitDeps): KeyfleetHttp<C> {
+export function createKit<C extends object = Claims>(deps: KitDeps): KeyfleetHttp<C> {
   const ctx = kitContext(deps);
   const { nodeId, holder, clock, log, verifyOptions } = ctx;
 
@@ -45,7 +45,7 @@ export function createKit<C extends Claims = Claims>(deps: KitDeps): KeyfleetHtt
     authenticate: (options) => authenticateMiddleware(ctx, false, options),
     requireUser: (options) => authenticateMiddleware(ctx, true, options),
     principal: (req) => req.principal as Principal<C> | undefined,
-    login: (req, res, options) => login(ctx, req, res, options),
+    login: (req, res, options) => login(ctx, req, res, options as LoginOptions),
     checkAudience: (audience) => checkAudience(deps, audience),
     session: () => deps.session,
     errorHandler: () => errorHandler(log),

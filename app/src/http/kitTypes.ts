@@ -35,7 +35,7 @@ export interface AuthenticateOptions {
   session?: 'read' | 'load';
 }
 
-export interface LoginOptions<C extends Claims = Claims> {
+export interface LoginOptions<C extends object = Claims> {
   /** The user, as the app's own user store names them (the token's `sub`). */
   user: string;
   /** The app's own claims, carried by the token, the `auth` cookie and the session (≤ 1 KiB, no reserved names). */
@@ -64,7 +64,7 @@ export interface RoutesOptions {
 }
 
 /** The request side of a keyfleet node: what an Express app mounts and calls. */
-export interface KeyfleetHttp<C extends Claims = Claims> {
+export interface KeyfleetHttp<C extends object = Claims> {
   /** NODE_ID: in `X-Node-Id` and every answer of the kit's routes. */
   readonly nodeId: string;
   /** The kit's routes: /healthz, /.well-known/*, POST /logout, /logout/everywhere, /token/refresh, /dashboard. */

@@ -34,7 +34,7 @@ export async function login(ctx: KitContext, req: Request, res: Response, { user
   const sealed = await sealCookie(ring, { user, now, claims: app }, lifetimes);
   res.cookie(AUTH_COOKIE, sealed.value, { ...cookieOptions(req), maxAge: sealed.maxAgeMs });
   // The session is a bonus that needs Redis; tokens and the auth cookie do not.
-  const session = await startSession(req, res, deps.session, user, nodeId, now, app).catch((error: unknown) => {
+  const session = await startSession(req, res, deps.session, user, now, app).catch((error: unknown) => {
     log.warn({ err: error }, 'login without a session: the session store is unavailable');
     // No `sid` for a session that was never stored: every node would refuse it.
     (req as { session?: unknown }).session = undefined;
@@ -52,15 +52,14 @@ export async function login(ctx: KitContext, req: Request, res: Response, { user
   };
 }
 
-async function startSession(req: Request, res: Response, handler: RequestHandler, user: string, nodeId: string, now: number, claims: Claims): Promise<boolean> {
+/** The session holds only what keyfleet reads back (`user`, `loginAt`, the claims); the app adds its own. */
+async function startSession(req: Request, res: Response, handler: RequestHandler, user: string, now: number, claims: Claims): Promise<boolean> {
   await runMiddleware(handler, req, res);
   // A new id at login (no session fixation), then persist before answering.
   await new Promise<void>((resolve, reject) => req.session.regenerate((error) => (error ? reject(error) : resolve())));
   req.session.user = user;
   req.session.loginAt = now;
   if (Object.keys(claims).length > 0) req.session.claims = claims;
-  req.session.visits = 0;
-  req.session.nodesSeen = [nodeId];
   await new Promise<void>((resolve, reject) => req.session.save((error) => (error ? reject(error) : resolve())));
   return true;
 }

@@ -62,6 +62,7 @@ export const ERRORS = {
   ERR_REFRESH_REUSED: e(401, 'refresh token already used; its whole family is revoked'),
   ERR_REFRESH_UNAVAILABLE: e(503, 'the refresh-token store is unavailable'),
   ERR_REVOCATION_UNAVAILABLE: e(503, 'the other nodes cannot be told while Redis is unavailable; try again'),
+  ERR_REDIS_UNAVAILABLE: e(503, 'Redis is unavailable right now; try again'),
 
   // -- the dashboard ---------------------------------------------------------------------
   ERR_DASHBOARD_TOKEN_REQUIRED: e(401, 'the dashboard needs its token (Authorization: Bearer <DASHBOARD_TOKEN>)'),

@@ -1,5 +1,5 @@
 import express, { type ErrorRequestHandler } from 'express';
-import type { Keyfleet } from 'keyfleet';
+import { isRedisUnavailable, type Keyfleet } from 'keyfleet';
 import type { NoteClaims } from './claims.js';
 import { MAX_NOTE_LENGTH, type NotesStore } from './notes.js';
 import type { UserStore } from './users.js';
@@ -29,15 +29,13 @@ export function createApp({ kf, users, notes }: AppDeps): express.Express {
 
   app.post('/login', express.json({ limit: '4kb' }), async (req, res) => {
     const { username, password } = (req.body ?? {}) as { username?: unknown; password?: unknown };
-    // keyfleet's throttle, shared by every node: counts the attempt first (429 with Retry-After
-    // when an account or address has failed too often), and takes it back after a success.
-    const ticket = await kf.loginThrottle.admit(String(username ?? ''), req.ip ?? 'unknown');
-    const user = await users.check(username, password);
+    // keyfleet's throttle, shared by every node: admits the attempt first (429 with Retry-After
+    // when an account or address has failed too often), then counts a wrong password as a failure.
+    const user = await kf.loginThrottle.guard(String(username ?? ''), req.ip ?? 'unknown', () => users.check(username, password));
     if (!user) {
       res.status(401).json({ error: 'wrong username or password', code: 'ERR_BAD_CREDENTIALS' });
       return;
     }
-    await kf.loginThrottle.succeeded(ticket);
     res.json(await kf.login(req, res, { user: user.name, claims: { role: user.role } }));
   });
 
@@ -93,8 +91,9 @@ export function createApp({ kf, users, notes }: AppDeps): express.Express {
 
   app.use(kf.notFound());
   // The notes live in Redis: when it cannot be reached, 503 (HAProxy tries a GET on another node).
+  // (kf.errorHandler() alone would answer 503 ERR_REDIS_UNAVAILABLE; this app names its own code.)
   const redisDown: ErrorRequestHandler = (error, _req, res, next) => {
-    if (error instanceof Error && /Connection is closed|ECONNREFUSED|max retries|Command timed out/i.test(error.message)) {
+    if (isRedisUnavailable(error)) {
       res.status(503).json({ error: 'notes are unavailable right now', code: 'ERR_NOTES_UNAVAILABLE' });
       return;
     }

@@ -4,11 +4,9 @@
 
 export type Role = 'editor' | 'reader';
 
-// A type alias, not an interface: keyfleet's claims are `Record<string, unknown>`, which an
-// interface (without an index signature) does not extend.
-export type NoteClaims = {
+export interface NoteClaims {
   role: Role;
-};
+}
 
 export const noteClaims = {
   parse(value: unknown): NoteClaims {

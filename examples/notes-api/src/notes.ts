@@ -1,8 +1,9 @@
 import { randomUUID } from 'node:crypto';
-import type { Redis } from 'ioredis';
+import { appKey, type Keyfleet } from 'keyfleet';
 
-// Notes per user, one Redis hash each (id -> JSON). The kit's Redis user may only touch keys
-// under `keyfleet:` (its ACL is `~keyfleet:*`), so the app's keys live under a prefix of its own there.
+// Notes per user, one Redis hash each (id -> JSON), on keyfleet's own connection (kf.redis).
+// The kit's Redis user may only touch keys under `keyfleet:` (its ACL is `~keyfleet:*`), so
+// the app's keys live under its own prefix there: appKey('notes-api', …), `keyfleet:app:notes-api:`.
 
 export interface Note {
   id: string;
@@ -15,16 +16,16 @@ export interface Note {
 export const MAX_NOTE_LENGTH = 2_000;
 export const MAX_NOTES_PER_USER = 500;
 
-type NotesRedis = Pick<Redis, 'hset' | 'hvals' | 'hdel' | 'hlen'>;
+type NotesRedis = Pick<Keyfleet['redis'], 'hset' | 'hvals' | 'hdel' | 'hlen'>;
 
 export class NotesStore {
   constructor(
     private readonly redis: NotesRedis,
-    private readonly prefix = 'keyfleet:notes-api:notes:',
+    private readonly app = 'notes-api',
   ) {}
 
   private key(user: string): string {
-    return `${this.prefix}${user}`;
+    return appKey(this.app, 'notes', user);
   }
 
   async list(user: string): Promise<Note[]> {

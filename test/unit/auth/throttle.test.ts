@@ -4,12 +4,13 @@ import type { Logger } from '../../../app/src/lib/log.js';
 import { DEFAULT_THROTTLE_OPTIONS, LoginThrottle, TooManyAttempts, retryAfterSeconds, throttleKeys } from '../../../app/src/auth/throttle.js';
 
 // The throttle's own logic without Redis: what it sends, and how it reads the answer. The
-// script itself runs against a real Redis in test/integration/throttle.test.ts (50
-// concurrent attempts), since only Redis can show it is atomic.
+// scripts themselves (pending attempts, their expiry, the counts) run against a real Redis in
+// test/integration/throttle.test.ts (50 concurrent attempts), since only Redis runs Lua and
+// can show a script is atomic.
 
 /** Records every EVAL and answers with `reply`. */
 function stubRedis(reply: unknown, status = 'ready') {
-  const calls: { keys: string[]; args: string[] }[] = [];
+  const calls: { keys: string[]; args: string[]; script?: string }[] = [];
   const redis = {
     status,
     async eval(_script: string, count: number, ...rest: (string | number)[]) {
@@ -25,7 +26,7 @@ describe('LoginThrottle', () => {
   it('keeps names and addresses out of Redis: every key is a hash under keyfleet:throttle:', () => {
     const keys = throttleKeys('alice@example.com', '203.0.113.9');
     for (const key of Object.values(keys)) {
-      expect(key).toMatch(/^keyfleet:throttle:(pair|user|addr|gate):[A-Za-z0-9_-]{22}$/);
+      expect(key).toMatch(/^keyfleet:throttle:(pending:)?(pair|user|addr|gate):[A-Za-z0-9_-]{22}$/);
       expect(key).not.toContain('alice');
       expect(key).not.toContain('203.0.113');
     }
@@ -35,15 +36,40 @@ describe('LoginThrottle', () => {
     expect(throttleKeys('alice', 'x').gate).toBe(throttleKeys('alice', 'y').gate);
   });
 
-  it('asks once, with the pair, account, address and gate keys and every limit', async () => {
+  it('admits once, with the failure counters, the pending sets, the gate, every limit and a fresh ticket id', async () => {
     const { redis, calls } = stubRedis([1]);
-    const throttle = new LoginThrottle(redis, { maxFailuresPerAccount: 3, slowdownBaseMs: 250 });
+    const throttle = new LoginThrottle(redis, { maxFailuresPerAccount: 3, slowdownBaseMs: 250, pendingMs: 2_000 }, undefined, { now: () => 1_700_000_000_000 });
     const ticket = await throttle.admit('alice', '10.0.0.1');
-    const keys = throttleKeys('alice', '10.0.0.1');
-    expect(calls).toEqual([{ keys: [keys.pair, keys.account, keys.address, keys.gate], args: ['3', '50', '900000', '250', '60000'] }]);
-    expect(ticket).toEqual({ keys: [keys.pair, keys.account, keys.address] });
-    await throttle.succeeded(ticket);
-    expect(calls[1]).toEqual({ keys: [keys.pair, keys.account, keys.address], args: [] });
+    const again = await throttle.admit('alice', '10.0.0.1');
+    const k = throttleKeys('alice', '10.0.0.1');
+    const all = [k.pair, k.account, k.address, k.pendingPair, k.pendingAccount, k.pendingAddress];
+    expect(calls[0]).toEqual({ keys: [...all, k.gate], args: ['3', '50', '250', '60000', '2000', ticket!.id, '1700000000000'] });
+    expect(ticket).toEqual({ id: expect.stringMatching(/^[0-9a-f-]{36}$/), keys: all });
+    expect(again!.id).not.toBe(ticket!.id);
+    // Each settlement is one script: the ticket's keys, its id, the outcome, the window.
+    await throttle.failed(ticket);
+    await throttle.succeeded(again);
+    expect(calls.slice(2)).toEqual([
+      { keys: all, args: [ticket!.id, 'failed', '900000'] },
+      { keys: all, args: [again!.id, 'succeeded', '900000'] },
+    ]);
+  });
+
+  it('guard(): checks only once admitted; a falsy check is a failure, a truthy one a success, a throwing one counts nothing', async () => {
+    const { redis, calls } = stubRedis([1]);
+    const throttle = new LoginThrottle(redis);
+    const outcomes = () => calls.filter((call) => call.args.length === 3).map((call) => call.args[1]);
+    expect(await throttle.guard('alice', '10.0.0.1', async () => ({ name: 'alice' }))).toEqual({ name: 'alice' });
+    expect(await throttle.guard('alice', '10.0.0.1', () => false)).toBeUndefined();
+    expect(await throttle.guard('alice', '10.0.0.1', async () => undefined)).toBeUndefined();
+    await expect(throttle.guard('alice', '10.0.0.1', async () => { throw new Error('user store down'); })).rejects.toThrow('user store down');
+    expect(outcomes()).toEqual(['succeeded', 'failed', 'failed', 'abandoned']);
+
+    let checked = false;
+    const refusing = new LoginThrottle(stubRedis([0, 5_000, 'account']).redis);
+    const refused = await refusing.guard('alice', '10.0.0.1', () => (checked = true)).catch((error: unknown) => error);
+    expect(refused).toBeInstanceOf(TooManyAttempts);
+    expect(checked).toBe(false);
   });
 
   it('turns a refusal into TooManyAttempts with whole seconds to wait and the limit that refused', async () => {
@@ -62,6 +88,8 @@ describe('LoginThrottle', () => {
     const throttle = new LoginThrottle(down.redis);
     expect(await throttle.admit('alice', '10.0.0.1')).toBeUndefined();
     await throttle.succeeded(undefined);
+    await throttle.failed(undefined);
+    expect(await throttle.guard('alice', '10.0.0.1', () => 'checked')).toBe('checked');
     expect(down.calls).toEqual([]);
     const failing = stubRedis(new Error('Command timed out'));
     const warnings: unknown[] = [];
@@ -73,7 +101,7 @@ describe('LoginThrottle', () => {
     expect(JSON.stringify(warnings)).not.toMatch(/alice|10\.0\.0\.1/);
   });
 
-  it('defaults: 5 per account and address, 50 per address, 15 min, slow-down 1 s doubling to 1 min', () => {
-    expect(DEFAULT_THROTTLE_OPTIONS).toEqual({ maxFailuresPerAccount: 5, maxFailuresPerAddress: 50, windowMs: 900_000, slowdownBaseMs: 1_000, slowdownMaxMs: 60_000 });
+  it('defaults: 5 per account and address, 50 per address, 15 min, slow-down 1 s doubling to 1 min, pending 30 s', () => {
+    expect(DEFAULT_THROTTLE_OPTIONS).toEqual({ maxFailuresPerAccount: 5, maxFailuresPerAddress: 50, windowMs: 900_000, slowdownBaseMs: 1_000, slowdownMaxMs: 60_000, pendingMs: 30_000 });
   });
 });

@@ -136,17 +136,21 @@ describe('COOKIE_HOST_PREFIX', () => {
 /** A throttle whose answers the test decides, recording what the route asked. */
 class ScriptedThrottle extends LoginThrottle {
   admitted: string[] = [];
-  succeededWith: (LoginTicket | undefined)[] = [];
+  settled: [outcome: string, ticket: LoginTicket | undefined][] = [];
+  private next = 0;
   constructor(private readonly refuse: boolean) {
     super({ status: 'ready' } as unknown as Redis);
   }
   override async admit(username: string): Promise<LoginTicket | undefined> {
     this.admitted.push(username);
     if (this.refuse) throw new TooManyAttempts(7, 'account');
-    return { keys: ['p', 'u', 'a'] };
+    return { id: `t${++this.next}`, keys: ['p', 'u', 'a', 'pp', 'pu', 'pa'] };
+  }
+  override async failed(ticket: LoginTicket | undefined): Promise<void> {
+    this.settled.push(['failed', ticket]);
   }
   override async succeeded(ticket: LoginTicket | undefined): Promise<void> {
-    this.succeededWith.push(ticket);
+    this.settled.push(['succeeded', ticket]);
   }
 }
 
@@ -162,12 +166,12 @@ describe('POST /login asks the throttle first', () => {
     expect(users.lookups).toBe(0);
   });
 
-  it('admitted: a wrong password stays counted, a right one hands its ticket back', async () => {
+  it('admitted: a wrong password settles its ticket as failed, a right one as succeeded', async () => {
     const throttle = new ScriptedThrottle(false);
     const { base } = await start({ throttle });
     expect((await post(base, '/login', {}, { username: 'demo', password: 'wrong' })).status).toBe(401);
-    expect(throttle.succeededWith).toEqual([]);
+    expect(throttle.settled.map(([outcome, ticket]) => [outcome, ticket?.id])).toEqual([['failed', 't1']]);
     expect((await post(base, '/login', {}, { username: 'demo', password: 'demo-password' })).status).toBe(200);
-    expect(throttle.succeededWith).toEqual([{ keys: ['p', 'u', 'a'] }]);
+    expect(throttle.settled.map(([outcome, ticket]) => [outcome, ticket?.id])).toEqual([['failed', 't1'], ['succeeded', 't2']]);
   });
 });

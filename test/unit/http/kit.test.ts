@@ -105,6 +105,13 @@ describe('the library: login() and the claims it carries', () => {
     expect((await call('/who', { headers: { cookie: sid } })).body).toEqual({ ...expected, via: 'session' });
   });
 
+  it("writes only its own fields into the app's session: user, loginAt and the claims (no demo counters)", async () => {
+    const { login, sessions } = await start();
+    const reply = await login('ann', { role: 'member' });
+    const sid = cookieOf(reply.cookies, 'sid')!.slice('sid='.length);
+    expect(sessions.records.get(sid)).toEqual({ user: 'ann', loginAt: T0, claims: { role: 'member' } });
+  });
+
   it('carries claims up to the limit in every credential (the token and cookie stay under their size limit)', async () => {
     const { call, login } = await start();
     const filler = 'x'.repeat(MAX_CLAIMS_BYTES - JSON.stringify({ role: 'member', teams: [''] }).length);
