@@ -12,10 +12,11 @@ const dist = new URL('../dist/', import.meta.url).href;
 const { generateKey } = await import(`${dist}keyring/generate.js`);
 const { activate, emptyRing, stage } = await import(`${dist}keyring/lifecycle.js`);
 const { masterKeyId } = await import(`${dist}keyring/wrap.js`);
+const { sealRing } = await import(`${dist}keyring/seal.js`);
 const { RingHolder } = await import(`${dist}keyring/holder.js`);
-const { mintAccessToken, verifyAccessToken } = await import(`${dist}auth/tokens.js`);
-const { sealAuthCookie, openAuthCookie } = await import(`${dist}auth/authCookie.js`);
-const { verifyCacheFor } = await import(`${dist}auth/verifyCache.js`);
+const { mintAccessToken } = await import(`${dist}auth/tokens.js`);
+const { sealAuthCookie } = await import(`${dist}auth/authCookie.js`);
+const { createVerifiers } = await import(`${dist}auth/verifiers.js`);
 const { verifyEs256Jws, decryptDirA256GcmJwe, readProtectedHeader } = await import(`${dist}auth/fastVerify.js`);
 const { createLogger } = await import(`${dist}lib/log.js`);
 
@@ -30,7 +31,8 @@ for (const purpose of ['sign', 'encrypt', 'cookie']) {
 }
 doc = { ...doc, version: 1 };
 const holder = new RingHolder({
-  store: { read: async () => doc, readVersion: async () => 1 },
+  // The ring as Redis holds it: sealed (format 2) under the master key.
+  store: { readRaw: async () => JSON.stringify(sealRing(masterKey, doc)), readVersion: async () => 1 },
   subscriber: {},
   masterKey,
   clock: { now: () => Date.now() },
@@ -39,6 +41,10 @@ const holder = new RingHolder({
 });
 await holder.reload('bench', { throwOnError: true });
 const ring = holder.current;
+// A node's verifiers (auth/verifiers.ts): the token's and the cookie's, each with its cache.
+const verifiers = createVerifiers({ holder });
+const verifyAccessToken = (value, options) => verifiers.token.verify(value, options);
+const openAuthCookie = (value, options) => verifiers.cookie.verify(value, options);
 const { token } = await mintAccessToken(ring, { user: 'demo', ttlMs: 900_000, now });
 const cookie = await sealAuthCookie(ring, { user: 'demo', ttlMs: 900_000, now });
 const at = () => ({ now: Date.now(), clockSkewMs: 30_000 });
@@ -102,15 +108,15 @@ await time('new path: decryptDirA256GcmJwe (parse + decrypt + claims)', 50_000, 
   return decryptDirA256GcmJwe(parts, readProtectedHeader(parts), aes, opts);
 });
 await time('verifyAccessToken, miss (cache cleared)', 5000, () => {
-  verifyCacheFor(holder, 'sign').clear();
-  return verifyAccessToken(holder, token, at());
+  verifiers.token.cache.clear();
+  return verifyAccessToken(token, at());
 });
 await time('openAuthCookie, miss (cache cleared)', 10_000, () => {
-  verifyCacheFor(holder, 'encrypt').clear();
-  return openAuthCookie(holder, cookie, at());
+  verifiers.cookie.cache.clear();
+  return openAuthCookie(cookie, at());
 });
-await time('verifyAccessToken, hit', 200_000, () => verifyAccessToken(holder, token, at()));
-await time('openAuthCookie, hit', 200_000, () => openAuthCookie(holder, cookie, at()));
+await time('verifyAccessToken, hit', 200_000, () => verifyAccessToken(token, at()));
+await time('openAuthCookie, hit', 200_000, () => openAuthCookie(cookie, at()));
 
 const costs = await runAll();
 const r = (a, b) => `${(costs[a] / costs[b]).toFixed(2)}×`;

@@ -5,6 +5,7 @@ import { configureIssuer } from './auth/claims.js';
 import { sessionMiddleware } from './auth/session.js';
 import { RefreshTokens } from './auth/refresh.js';
 import { CredentialRevocations } from './auth/revocations.js';
+import { createVerifiers } from './auth/verifiers.js';
 import { LoginThrottle } from './auth/throttle.js';
 import { RedisCommandChannel } from './cluster/commands.js';
 import { authenticBeats, HeartbeatDirectory, publishBeat, removeBeat } from './cluster/heartbeat.js';
@@ -137,8 +138,11 @@ export class KeyfleetNode {
       reloadIntervalMs: config.ringReloadIntervalMs,
     });
     this.throttle = new LoginThrottle(this.redis, config.loginThrottle, log.child({ component: 'throttle' }), clock);
+    // One verifier a purpose, for every token and `auth` cookie this node checks.
+    const verifiers = createVerifiers({ holder: this.holder, revocations: this.revocations, observe: this.metrics.verification.bind(this.metrics) });
     const users = config.users;
     this.http = createKit({
+      verifiers,
       nodeId: config.nodeId,
       tokenTtlMs: config.tokenTtlMs,
       sessionTtlMs: config.sessionTtlMs,

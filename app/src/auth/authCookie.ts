@@ -69,7 +69,3 @@ export const AUTH_COOKIE_KIND: CredentialKind = {
   fast: (parts, header, key, options) => decryptDirA256GcmJwe(parts, header, keyObjectOf(key), options),
   jose: (value, key, options) => joseOpenCookie(value, key, options).catch((error: unknown) => Promise.reject(joseToHttp(error, 'COOKIE'))),
 };
-
-export function openAuthCookie(holder: RingHolder, value: string, options: VerifyOptions): Promise<string> {
-  return verifyCredential(AUTH_COOKIE_KIND, holder, value, options);
-}

@@ -1,12 +1,11 @@
 import { randomUUID } from 'node:crypto';
 import { decodeJwt, decodeProtectedHeader } from 'jose';
-import type { RingHolder } from '../keyring/holder.js';
 import type { RingSnapshot } from '../keyring/snapshot.js';
 import { unauthorized } from '../lib/errors.js';
 import { appClaimsOfHeader, appClaimsOfPayload, COOKIE_CLAIMS_PARAMETER, type Claims } from './appClaims.js';
-import { openAuthCookie, sealAuthCookie } from './authCookie.js';
-import { credentialId, type CredentialRevocations } from './revocations.js';
-import { mintAccessToken, verifyAccessToken, type VerifyOptions } from './tokens.js';
+import { sealAuthCookie } from './authCookie.js';
+import { credentialId } from './revocations.js';
+import { mintAccessToken } from './tokens.js';
 
 // What a credential says about itself beyond its user, read only after it passed full
 // verification (or the verify cache, which answers only for a string that did), so it is as
@@ -63,24 +62,6 @@ export const idsOf = (claims: CredentialClaims) => [
   claims.jti === undefined ? undefined : credentialId.jti(claims.jti),
   claims.family === undefined ? undefined : credentialId.family(claims.family),
 ];
-
-/** A bearer token: verified, then checked against the revocations held in memory. */
-export async function checkToken(holder: RingHolder, revocations: CredentialRevocations | undefined, token: string, options: VerifyOptions): Promise<CredentialClaims> {
-  const user = await verifyAccessToken(holder, token, options);
-  const claims = tokenClaims(user, token);
-  if (revocations?.check(user, idsOf(claims), claims.issuedAtMs)) throw unauthorized('ERR_TOKEN_REVOKED', 'token revoked (logged out)');
-  return claims;
-}
-
-/** An `auth` cookie: opened, then checked against the revocations held in memory. */
-export async function checkCookie(holder: RingHolder, revocations: CredentialRevocations | undefined, value: string, options: VerifyOptions): Promise<CredentialClaims> {
-  const user = await openAuthCookie(holder, value, options);
-  const claims = cookieClaims(user, value);
-  // Logging out everywhere ends logins from before it: a generation renewed after it (by a node
-  // that had not heard yet) still belongs to the older login.
-  if (revocations?.check(user, idsOf(claims), claims.startedAtMs ?? claims.issuedAtMs)) throw unauthorized('ERR_COOKIE_REVOKED', 'auth cookie revoked (logged out)');
-  return claims;
-}
 
 /**
  * An access token carrying its issue time in ms, from a refresh its family, and the app's

@@ -64,11 +64,6 @@ export const ACCESS_TOKEN: CredentialKind = {
   jose: (token, key, options) => joseVerifyToken(token, key, options).catch((error: unknown) => Promise.reject(joseToHttp(error, 'TOKEN'))),
 };
 
-/** Checks a bearer token against the ring; every failure is a 401 with a stable code. */
-export function verifyAccessToken(holder: RingHolder, token: string, options: VerifyOptions): Promise<string> {
-  return verifyCredential(ACCESS_TOKEN, holder, token, options);
-}
-
 /** jose's errors carry codes; clients get a short message and a stable code of ours. */
 export function joseToHttp(error: unknown, what: 'TOKEN' | 'COOKIE'): KeyfleetError {
   if (error instanceof KeyfleetError) return error;

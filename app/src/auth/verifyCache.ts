@@ -126,23 +126,3 @@ export class VerifyCache {
     this.entries.clear();
   }
 }
-
-const caches = new WeakMap<RingHolder, Record<CachedPurpose, VerifyCache>>();
-
-/**
- * The caches of one ring holder (one per purpose), created on first use and purged on every
- * ring change the holder announces, in the same tick as the change.
- */
-export function verifyCacheFor(holder: RingHolder, purpose: CachedPurpose): VerifyCache {
-  let pair = caches.get(holder);
-  if (pair === undefined) {
-    const created = { sign: new VerifyCache('sign'), encrypt: new VerifyCache('encrypt') };
-    holder.on('change', (ring) => {
-      created.sign.purge(ring);
-      created.encrypt.purge(ring);
-    });
-    caches.set(holder, created);
-    pair = created;
-  }
-  return pair[purpose];
-}

@@ -4,12 +4,12 @@ import type { LiveKey } from '../keyring/snapshot.js';
 import { KeyfleetError, unauthorized } from '../lib/errors.js';
 import { MAX_TOKEN_BYTES } from './claims.js';
 import { Refused, readProtectedHeader, type Claims, type FastResult, type Header, type Refusal } from './fastVerify.js';
-import { verifyCacheFor, type CachedPurpose } from './verifyCache.js';
+import type { CachedPurpose, VerifyCache } from './verifyCache.js';
 
 // The one path every bearer token and `auth` cookie takes: size limit, the verified-credential
 // cache, keyfleet's header rules, the key from the ring, then the full check (node:crypto,
-// fastVerify.ts; jose for the rare shapes it hands back). Every check ends in
-// verificationSettled(), the single place where purpose, outcome code and cache hit are known.
+// fastVerify.ts; jose for the rare shapes it hands back). auth/verifiers.ts makes one verifier
+// a purpose around it, with its cache, and reports how each check ended.
 
 export type CredentialName = 'TOKEN' | 'COOKIE';
 export type VerifierKey = CryptoKey | KeyObject;
@@ -35,38 +35,25 @@ export interface CredentialKind {
   jose(value: string, verifier: VerifierKey, options: VerifyOptions): Promise<Claims>;
 }
 
-/**
- * Called once per check with how it ended: `code` is 'OK' or the error code sent to the
- * client, `cache` says whether the verified-credential cache answered. The hook for metrics.
- */
-export function verificationSettled(_purpose: CachedPurpose, _code: string, _cache: 'hit' | 'miss'): void {}
-
 const REFUSAL_MESSAGE: Record<Refusal, string> = { INVALID: 'invalid', CLAIMS: 'claims invalid', EXPIRED: 'expired' };
 
 export const refusal = (name: CredentialName, reason: Refusal) =>
   unauthorized(`ERR_${name}_${reason}`, `${name.toLowerCase()} ${REFUSAL_MESSAGE[reason]}`);
 
-/** Checks `value` against the ring `holder` holds; returns the user or throws a 401. */
-export async function verifyCredential(kind: CredentialKind, holder: RingHolder, value: string, options: VerifyOptions): Promise<string> {
-  let code = 'OK';
-  let cache: 'hit' | 'miss' = 'miss';
-  try {
-    const user = await check(kind, holder, value, options, () => (cache = 'hit'));
-    return user;
-  } catch (error) {
-    code = error instanceof KeyfleetError ? error.code : 'ERR_INTERNAL';
-    throw error;
-  } finally {
-    verificationSettled(kind.purpose, code, cache);
-  }
+/**
+ * Checks `value` against the ring `holder` holds, through `cache` (credentials that passed
+ * before); returns the user or throws a 401 (a 503 when another node can answer). `hit` is
+ * called when the cache answered. Reached through auth/verifiers.ts, one verifier a purpose.
+ */
+export function verifyCredential(kind: CredentialKind, holder: RingHolder, cache: VerifyCache, value: string, options: VerifyOptions, hit: () => void = () => undefined): Promise<string> {
+  return check(kind, holder, cache, value, options, hit);
 }
 
-async function check(kind: CredentialKind, holder: RingHolder, value: string, options: VerifyOptions, hit: () => void): Promise<string> {
+async function check(kind: CredentialKind, holder: RingHolder, cache: VerifyCache, value: string, options: VerifyOptions, hit: () => void): Promise<string> {
   const { name, messages } = kind;
   if (value.length > MAX_TOKEN_BYTES) throw unauthorized(`ERR_${name}_TOO_LARGE`, messages.tooLarge);
   // This exact string passed every check below before, is not past its exp, and its key still
   // verifies in the ring held now (verifyCache.ts): the same answer, without the crypto.
-  const cache = verifyCacheFor(holder, kind.purpose);
   const cached = cache.get(value, holder.current, options.now);
   if (cached !== undefined) {
     hit();

@@ -2,8 +2,7 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import { Router, type Request, type Response } from 'express';
 import { parseCookie } from 'cookie';
 import { AUTH_COOKIE } from '../auth/authCookie.js';
-import { checkCookie, checkToken } from '../auth/credentials.js';
-import type { CredentialRevocations } from '../auth/revocations.js';
+import type { CredentialVerifiers } from '../auth/verifiers.js';
 import type { NodeBeat } from '../cluster/heartbeat.js';
 import type { ClusterStatusSource } from '../cluster/status.js';
 import type { RingHolder } from '../keyring/holder.js';
@@ -341,8 +340,8 @@ export interface DashboardDeps extends DashboardOptions {
   userExists: (user: string) => boolean;
   clock: Clock;
   clockSkewMs: number;
-  /** Logged-out credentials are refused here as everywhere (auth/revocations.ts). */
-  revocations?: CredentialRevocations;
+  /** The node's verifiers (auth/verifiers.ts): logged-out credentials are refused here as everywhere. */
+  verifiers: CredentialVerifiers;
 }
 
 /** GET /dashboard (the page) and GET /dashboard/data (its JSON); nothing at all when off. */
@@ -351,8 +350,8 @@ export function dashboardRouter(deps: DashboardDeps): Router {
   if (deps.mode === 'off') return router;
   const verifyOptions = () => ({ now: deps.clock.now(), clockSkewMs: deps.clockSkewMs });
   const verifiers: AccessVerifiers = {
-    token: async (jwt) => (await checkToken(deps.holder, deps.revocations, jwt, verifyOptions())).user,
-    authCookie: async (value) => (await checkCookie(deps.holder, deps.revocations, value, verifyOptions())).user,
+    token: async (jwt) => (await deps.verifiers.token.check(jwt, verifyOptions())).user,
+    authCookie: async (value) => (await deps.verifiers.cookie.check(value, verifyOptions())).user,
     userExists: deps.userExists,
     isOperator: (user) => deps.operators?.has(user) === true,
   };

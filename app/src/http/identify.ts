@@ -3,10 +3,9 @@ import { parseCookie } from 'cookie';
 import { readAppClaims } from '../auth/appClaims.js';
 import { AUTH_COOKIE } from '../auth/authCookie.js';
 import type { Principal } from '../auth/claims.js';
-import { checkCookie, checkToken, needsRenewal, sealCookie, type CredentialClaims } from '../auth/credentials.js';
+import { needsRenewal, sealCookie, type CredentialClaims } from '../auth/credentials.js';
 import { SESSION_COOKIE, type SessionMiddleware } from '../auth/session.js';
 import { KeyfleetError, unauthorized, unavailable } from '../lib/errors.js';
-import { observeVerification } from '../metrics/http.js';
 import { runMiddleware, type CookieOptions, type KitContext } from './kitContext.js';
 import type { AuthenticateOptions } from './kitTypes.js';
 
@@ -36,10 +35,8 @@ export async function identify(ctx: KitContext, req: Request, res: Response, loa
   if (authorization !== undefined) {
     const match = /^Bearer ([A-Za-z0-9._~+/=-]+)$/.exec(authorization.trim());
     if (!match) throw unauthorized('ERR_BAD_AUTHORIZATION', 'expected "Authorization: Bearer <token>"');
-    let claims: CredentialClaims | undefined;
-    const verify = async () => (claims = await checkToken(holder, deps.revocations, match[1]!, verifyOptions())).user;
-    const user = await observeVerification(deps.metrics, holder, 'sign', match[1]!, verifyOptions().now, verify);
-    return { user, via: 'token', claims: readAppClaims(claims!.app, deps.claims) };
+    const claims = await ctx.verifiers.token.check(match[1]!, verifyOptions());
+    return { user: claims.user, via: 'token', claims: readAppClaims(claims.app, deps.claims) };
   }
   let cookies: Record<string, string | undefined>;
   try {
@@ -49,11 +46,10 @@ export async function identify(ctx: KitContext, req: Request, res: Response, loa
   }
   const auth = cookies[AUTH_COOKIE];
   if (auth !== undefined && auth !== '') {
-    let claims: CredentialClaims | undefined;
-    const verify = async () => (claims = await checkCookie(holder, deps.revocations, auth, verifyOptions())).user;
-    const user = await observeVerification(deps.metrics, holder, 'encrypt', auth, verifyOptions().now, verify);
-    const app = readAppClaims(claims!.app, deps.claims);
-    const cookie = await renewCookie(ctx, res, claims!, cookieOptions(req));
+    const claims = await ctx.verifiers.cookie.check(auth, verifyOptions());
+    const { user } = claims;
+    const app = readAppClaims(claims.app, deps.claims);
+    const cookie = await renewCookie(ctx, res, claims, cookieOptions(req));
     // A browser sends both cookies: load its session too when the route asks. Only when a
     // `sid` came along, so auth-cookie-only requests never wait on Redis; the cookie alone
     // decides who you are, and a session that is gone or unreachable is left alone.

@@ -1,6 +1,6 @@
 import { checkAppClaims, readAppClaims, type Claims } from '../auth/appClaims.js';
 import type { Principal } from '../auth/claims.js';
-import { checkToken, mintToken } from '../auth/credentials.js';
+import { mintToken } from '../auth/credentials.js';
 import { unavailable } from '../lib/errors.js';
 import { errorHandler, notFound } from './errors.js';
 import { authenticateMiddleware } from './identify.js';
@@ -33,7 +33,7 @@ export function createKit<C extends object = Claims>(deps: KitDeps): KeyfleetHtt
   }
 
   async function verifyToken(token: string): Promise<Principal<C>> {
-    const claims = await checkToken(holder, deps.revocations, token, verifyOptions());
+    const claims = await ctx.verifiers.token.check(token, verifyOptions());
     return { user: claims.user, via: 'token', claims: readAppClaims(claims.app, deps.claims) as C };
   }
 

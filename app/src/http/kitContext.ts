@@ -2,6 +2,7 @@ import type { Request, RequestHandler, Response } from 'express';
 import type { ClaimsSchema } from '../auth/appClaims.js';
 import type { CookieLifetimes } from '../auth/credentials.js';
 import type { RefreshTokens } from '../auth/refresh.js';
+import { createVerifiers, type CredentialVerifiers } from '../auth/verifiers.js';
 import type { CredentialRevocations } from '../auth/revocations.js';
 import type { RingHolder } from '../keyring/holder.js';
 import type { Clock } from '../lib/clock.js';
@@ -49,6 +50,8 @@ export interface KitDeps {
   refresh?: RefreshTokens;
   /** The `auth` cookie's idle timeout and absolute lifetime; default: both SESSION_TTL. */
   cookieLifetimes?: CookieLifetimes;
+  /** The token's and the cookie's verifiers (auth/verifiers.ts); default: made here from the holder, the revocations and the metrics. */
+  verifiers?: CredentialVerifiers;
 }
 
 export type CookieOptions = { httpOnly: boolean; sameSite: 'lax'; secure: boolean; path: string };
@@ -59,6 +62,8 @@ export interface KitContext {
   holder: RingHolder;
   clock: Clock;
   log: Logger;
+  /** One verifier a purpose: every token and `auth` cookie the request side checks goes through these. */
+  verifiers: CredentialVerifiers;
   verifyOptions(): { now: number; clockSkewMs: number };
   cookieOptions(req: Request): CookieOptions;
   /** The `auth` cookie's idle timeout and absolute lifetime (default: both SESSION_TTL). */
@@ -76,6 +81,13 @@ export function kitContext(deps: KitDeps): KitContext {
     holder,
     clock,
     log: deps.log,
+    verifiers:
+      deps.verifiers ??
+      createVerifiers({
+        holder,
+        ...(deps.revocations ? { revocations: deps.revocations } : {}),
+        ...(deps.metrics ? { observe: deps.metrics.verification.bind(deps.metrics) } : {}),
+      }),
     verifyOptions: () => ({ now: clock.now(), clockSkewMs: deps.clockSkewMs }),
     cookieOptions: (req) => ({ httpOnly: true, sameSite: 'lax', secure: req.secure, path: '/' }),
     lifetimes: deps.cookieLifetimes ?? { idleMs: deps.sessionTtlMs, absoluteMs: deps.sessionTtlMs },

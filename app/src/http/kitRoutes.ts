@@ -5,7 +5,7 @@ import helmet from 'helmet';
 import { z } from 'zod';
 import { AUTH_COOKIE } from '../auth/authCookie.js';
 import { ISSUER } from '../auth/claims.js';
-import { checkCookie, checkToken, mintToken } from '../auth/credentials.js';
+import { mintToken } from '../auth/credentials.js';
 import { credentialId, type RevocationChange } from '../auth/revocations.js';
 import { SESSION_COOKIE } from '../auth/session.js';
 import type { RingSnapshot } from '../keyring/snapshot.js';
@@ -175,7 +175,7 @@ export function kitRoutes(ctx: KitContext, { dashboard = true }: RoutesOptions =
         throw error;
       });
     if (bearer && deps.revocations) {
-      const claims = await accepted(checkToken(holder, deps.revocations, bearer, verifyOptions()));
+      const claims = await accepted(ctx.verifiers.token.check(bearer, verifyOptions()));
       if (claims?.jti) {
         change.ids.push({ id: credentialId.jti(claims.jti), until: (claims.expMs ?? now) + deps.clockSkewMs });
         ended.push('token');
@@ -189,7 +189,7 @@ export function kitRoutes(ctx: KitContext, { dashboard = true }: RoutesOptions =
     }
     const auth = cookies[AUTH_COOKIE];
     if (auth && deps.revocations) {
-      const claims = await accepted(checkCookie(holder, deps.revocations, auth, verifyOptions()));
+      const claims = await accepted(ctx.verifiers.cookie.check(auth, verifyOptions()));
       if (claims?.jti) {
         change.ids.push({ id: credentialId.jti(claims.jti), until: (claims.startedAtMs ?? now) + lifetimes.absoluteMs + deps.clockSkewMs });
         ended.push('cookie');
@@ -246,13 +246,13 @@ export function kitRoutes(ctx: KitContext, { dashboard = true }: RoutesOptions =
     router.use('/dashboard', async (req, res, next) => {
       const auth = req.headers.authorization === undefined ? cookieValue(req.headers.cookie, AUTH_COOKIE) : undefined;
       if (auth) {
-        await checkCookie(holder, deps.revocations, auth, verifyOptions())
+        await ctx.verifiers.cookie.check(auth, verifyOptions())
           .then((claims) => renewCookie(ctx, res, claims, cookieOptions(req)))
           .catch(() => undefined);
       }
       next();
     });
-    router.use(dashboardRouter({ ...deps.dashboard, nodeId, holder, userExists, clock, clockSkewMs: deps.clockSkewMs, revocations: deps.revocations }));
+    router.use(dashboardRouter({ ...deps.dashboard, nodeId, holder, userExists, clock, clockSkewMs: deps.clockSkewMs, verifiers: ctx.verifiers }));
   }
   return router;
 }

@@ -1,9 +1,5 @@
 import type { Request, RequestHandler } from 'express';
 import type { Counter, Histogram } from 'prom-client';
-import { verifyCacheFor, type CachedPurpose } from '../auth/verifyCache.js';
-import type { RingHolder } from '../keyring/holder.js';
-import { KeyfleetError } from '../lib/errors.js';
-import type { MetricsObserver } from './nodeMetrics.js';
 
 /** The route pattern that served a request (`/dashboard/data`), never the raw path. */
 export function routeLabel(req: Request): string {
@@ -36,29 +32,4 @@ export function httpMetrics(metrics: { httpDuration: Histogram<'method' | 'route
     });
     next();
   };
-}
-
-/**
- * Runs one token or `auth` cookie check and reports its outcome. Whether the verified-
- * credential cache answers is read from the cache itself just before the check (the same
- * lookup the check starts with, with the same answer), so the auth code needs no hook.
- */
-export async function observeVerification(
-  metrics: MetricsObserver | undefined,
-  holder: RingHolder,
-  purpose: CachedPurpose,
-  credential: string,
-  now: number,
-  verify: () => Promise<string>,
-): Promise<string> {
-  if (!metrics) return verify();
-  const cache = verifyCacheFor(holder, purpose).get(credential, holder.current, now) !== undefined ? 'hit' : 'miss';
-  try {
-    const user = await verify();
-    metrics.verification(purpose, 'OK', cache);
-    return user;
-  } catch (error) {
-    metrics.verification(purpose, error instanceof KeyfleetError ? error.code : 'ERR_INTERNAL', cache);
-    throw error;
-  }
 }

@@ -1,7 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import { decodeProtectedHeader, EncryptJWT, type JWTPayload } from 'jose';
 import { describe, expect, it, vi } from 'vitest';
-import { openAuthCookie, sealAuthCookie } from '../../../app/src/auth/authCookie.js';
+import { sealAuthCookie } from '../../../app/src/auth/authCookie.js';
+import { openAuthCookie } from '../support/verifiers.js';
 import { AUDIENCE, ISSUER, MAX_TOKEN_BYTES } from '../../../app/src/auth/claims.js';
 import { mintAccessToken } from '../../../app/src/auth/tokens.js';
 import { activeKey } from '../../../app/src/keyring/lifecycle.js';

@@ -1,7 +1,8 @@
 import { EventEmitter } from 'node:events';
 import type { Redis } from 'ioredis';
 import { describe, expect, it } from 'vitest';
-import { checkCookie, checkToken, mintToken, needsRenewal, sealCookie } from '../../../app/src/auth/credentials.js';
+import { mintToken, needsRenewal, sealCookie } from '../../../app/src/auth/credentials.js';
+import { checkCookie, checkToken } from '../support/verifiers.js';
 import { CredentialRevocations, credentialId } from '../../../app/src/auth/revocations.js';
 import { KeyfleetError } from '../../../app/src/lib/errors.js';
 import { caught, loadedHolder, rotateKey, silentLog, T0 } from '../support/ring.js';

@@ -1,8 +1,9 @@
 import { decodeJwt } from 'jose';
 import { describe, expect, it } from 'vitest';
-import { openAuthCookie, sealAuthCookie } from '../../../app/src/auth/authCookie.js';
-import { mintAccessToken, verifyAccessToken } from '../../../app/src/auth/tokens.js';
-import { VerifyCache, verifyCacheFor, type VerifiedCredential } from '../../../app/src/auth/verifyCache.js';
+import { sealAuthCookie } from '../../../app/src/auth/authCookie.js';
+import { mintAccessToken } from '../../../app/src/auth/tokens.js';
+import { VerifyCache, type VerifiedCredential } from '../../../app/src/auth/verifyCache.js';
+import { openAuthCookie, verifyAccessToken, verifyCacheFor } from '../support/verifiers.js';
 import { activeKey } from '../../../app/src/keyring/lifecycle.js';
 import { RingSnapshot } from '../../../app/src/keyring/snapshot.js';
 import { snapshotAt, b64json, caught, FakeClock, FakeStore, flipByte, loadedHolder, makeHolder, revokeActive, rotateKey, T0 } from '../support/ring.js';

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { mintAccessToken, verifyAccessToken } from '../../../app/src/auth/tokens.js';
+import { mintAccessToken } from '../../../app/src/auth/tokens.js';
+import { verifyAccessToken } from '../support/verifiers.js';
 import { localRing, staticRing } from '../../../app/src/keyring/fixed.js';
 import { PURPOSES } from '../../../app/src/keyring/types.js';
 import { caught, FakeClock, FakeStore, makeHolder, newMasterKey, T0 } from '../support/ring.js';
