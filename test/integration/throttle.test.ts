@@ -95,6 +95,25 @@ describe('LoginThrottle against a real Redis', () => {
     expect(await admin.exists(keys.pendingPair, keys.pendingAccount, keys.pendingAddress)).toBe(0);
   });
 
+  it('logins a killed node left pending neither slow the owner down nor hold back his concurrent logins once he is in', async () => {
+    // CI, faults.test (kill -9 under traffic): the owner's logins in flight on the killed node
+    // stayed pending; with the owner's own concurrent logins they made the account look under
+    // attack (slow-down) and filled the pair's limit: 16 logins answered 429.
+    const live = new LoginThrottle(client, options);
+    const killed = new LoginThrottle(client, options);
+    // 1. Five logins of frank's from five addresses, left pending by a killed node: no failure,
+    //    so no attack; three concurrent logins of his from a sixth address all go through.
+    for (let i = 0; i < 5; i++) expect(await killed.admit('frank', `203.0.113.${70 + i}`)).toBeDefined();
+    const concurrent = await Promise.all([1, 2, 3].map(() => attempt(live, 'frank', '203.0.113.80')));
+    expect(concurrent).toEqual(['admitted', 'admitted', 'admitted']);
+    // 2. Four of grace's, left pending from her own address: her next login gets in, and its
+    //    right password clears them, so her next four concurrent logins are not refused.
+    for (let i = 0; i < 4; i++) expect(await killed.admit('grace', '203.0.113.90')).toBeDefined();
+    const ticket = await live.admit('grace', '203.0.113.90');
+    await live.succeeded(ticket);
+    expect(await Promise.all([1, 2, 3, 4].map(() => attempt(live, 'grace', '203.0.113.90')))).toEqual(['admitted', 'admitted', 'admitted', 'admitted']);
+  });
+
   it('a wrong password settled after its attempt expired (a paused node) is still counted as a failure', async () => {
     const throttle = new LoginThrottle(client, { ...options, pendingMs: 200 });
     const keys = throttleKeys('dave', '203.0.113.60');

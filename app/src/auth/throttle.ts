@@ -34,7 +34,7 @@ export const DEFAULT_THROTTLE_OPTIONS: ThrottleOptions = {
   slowdownBaseMs: 1_000,
   slowdownMaxMs: 60_000,
   // As long as HAProxy waits for an answer (`timeout server`): no password check outlives it.
-  pendingMs: 30_000,
+  pendingMs: 10_000,
 };
 
 /** Which limit refused an attempt (logged and tested; the client sees only the 429). */
@@ -89,12 +89,16 @@ export const throttleKeys = (username: string, address: string) => {
 //   -> {1} admitted | {0, waitMs, limit} refused
 const ADMIT = `
 local now = tonumber(ARGV[7])
-local counts = {}
+local counts, failures = {}, {}
 for i = 1, 3 do
   redis.call('ZREMRANGEBYSCORE', KEYS[i + 3], '-inf', now)
-  counts[i] = tonumber(redis.call('GET', KEYS[i]) or '0') + redis.call('ZCARD', KEYS[i + 3])
+  failures[i] = tonumber(redis.call('GET', KEYS[i]) or '0')
+  counts[i] = failures[i] + redis.call('ZCARD', KEYS[i + 3])
 end
-local pair, account, address = counts[1], counts[2], counts[3]
+local pair, address = counts[1], counts[3]
+-- Under attack is failures only: logins in progress (the owner's, three browsers behind one
+-- NAT, or ones a killed node never settled) are no attack.
+local account = failures[2]
 local maxAccount, maxAddress = tonumber(ARGV[1]), tonumber(ARGV[2])
 local wait = function(failures, pending)
   local ttl = redis.call('PTTL', failures)
@@ -133,7 +137,10 @@ if ARGV[2] == 'failed' then
     if redis.call('INCR', KEYS[i]) == 1 then redis.call('PEXPIRE', KEYS[i], ARGV[3]) end
   end
 elseif ARGV[2] == 'succeeded' then
-  redis.call('DEL', KEYS[1])
+  -- The right password: this address's failures on the account are forgiven, and so are its
+  -- attempts still pending (a node killed mid-login left them; they would block this
+  -- address's next concurrent logins until they expired).
+  redis.call('DEL', KEYS[1], KEYS[4])
 end
 return 1
 `;

@@ -139,7 +139,7 @@ const schema = z.object({
   DASHBOARD_TOKEN: z.string().min(32, 'must be at least 32 characters (openssl rand -base64 32)').optional(),
   LOGIN_SLOWDOWN: duration('1s'),
   LOGIN_SLOWDOWN_MAX: duration('1m'),
-  LOGIN_PENDING_TTL: duration('30s'),
+  LOGIN_PENDING_TTL: duration('10s'),
   DASHBOARD_USERS: z.string().default('').transform((text) => new Set(text.split(',').map((name) => name.trim()).filter(Boolean))),
   PUBLIC_ORIGINS: z
     .string()
